@@ -1,0 +1,122 @@
+"""A content-addressed blob store: files named by their sha256, verified when read."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+_CHUNK = 1 << 20
+
+
+class CorruptBlob(Exception):
+    """A stored blob's bytes no longer match its name; it has been removed."""
+
+    def __init__(self, digest: str):
+        super().__init__(f"blob sha256:{digest} is corrupt")
+        self.digest = digest
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class BlobStore:
+    def __init__(self, root: Path, tmp: Path):
+        self.root = root
+        self.tmp = tmp
+        # Blobs verified by this process, with the (size, mtime) seen then: a blob read by
+        # many dependents is hashed once.
+        self._verified: dict[str, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+
+    def path(self, digest: str) -> Path:
+        return self.root / digest[:2] / digest
+
+    def has(self, digest: str, size: int | None = None) -> bool:
+        try:
+            st = self.path(digest).stat()
+        except OSError:
+            return False
+        return size is None or st.st_size == size
+
+    def put_file(self, src: Path, *, move: bool = False) -> tuple[str, int]:
+        """Store a file's bytes; `move=True` may consume `src` (same filesystem: no copy)."""
+        fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="blob-")
+        os.close(fd)
+        try:
+            if move:
+                os.replace(src, tmp)
+            else:
+                shutil.copyfile(src, tmp)
+            digest = sha256_file(Path(tmp))
+            size = os.path.getsize(tmp)
+            self._install(Path(tmp), digest)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return digest, size
+
+    def put_bytes(self, data: bytes) -> tuple[str, int]:
+        digest = hashlib.sha256(data).hexdigest()
+        if not self.has(digest, len(data)):
+            fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="blob-")
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                self._install(Path(tmp), digest)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+        return digest, len(data)
+
+    def _install(self, tmp: Path, digest: str) -> None:
+        dest = self.path(digest)
+        if self.has(digest):
+            return
+        dest.parent.mkdir(exist_ok=True)
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, dest)  # atomic: readers see all of it or nothing
+
+    def verified_path(self, digest: str) -> Path:
+        """The blob's path after checking its bytes; a corrupt blob is deleted and raised."""
+        path = self.path(digest)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise CorruptBlob(digest) from None
+        with self._lock:
+            seen = self._verified.get(digest)
+        if seen == (st.st_size, st.st_mtime_ns):
+            return path
+        if sha256_file(path) != digest:
+            self.delete(digest)
+            raise CorruptBlob(digest)
+        with self._lock:
+            self._verified[digest] = (st.st_size, st.st_mtime_ns)
+        return path
+
+    def read_bytes(self, digest: str) -> bytes:
+        return self.verified_path(digest).read_bytes()
+
+    def delete(self, digest: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path(digest).unlink()
+        with self._lock:
+            self._verified.pop(digest, None)
+
+    def iter_blobs(self) -> Iterator[tuple[str, int]]:
+        for sub in sorted(self.root.iterdir()) if self.root.is_dir() else ():
+            if sub.is_dir():
+                for blob in sub.iterdir():
+                    with contextlib.suppress(FileNotFoundError):
+                        yield blob.name, blob.stat().st_size

@@ -1,0 +1,59 @@
+"""Garbage collection of the local cache: least recently used results go first."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from graphbuild.cache.actions import ActionCache
+from graphbuild.cache.blobs import BlobStore
+
+# Scratch directories of nodes whose process died; younger ones may belong to a running build.
+_STALE_TMP_SECONDS = 24 * 3600
+
+
+def collect(actions: ActionCache, blobs: BlobStore, tmp: Path, max_bytes: int) -> dict[str, Any]:
+    sizes = dict(blobs.iter_blobs())
+    entries = sorted(actions.entries(), key=lambda e: e[2])  # oldest use first
+    refs = {key: _blob_refs(record) for key, record, _ in entries}
+    kept = {key for key, _, _ in entries}
+    referenced: dict[str, int] = {}
+    for key in kept:
+        for sha in refs[key]:
+            referenced[sha] = referenced.get(sha, 0) + 1
+    total = sum(sizes.get(sha, 0) for sha in referenced)
+    evicted = 0
+    for key, _, _ in entries:
+        if total <= max_bytes:
+            break
+        kept.discard(key)
+        actions.delete(key)
+        actions.delete_manifest(key)
+        evicted += 1
+        for sha in refs[key]:
+            referenced[sha] -= 1
+            if referenced[sha] == 0:
+                del referenced[sha]
+                total -= sizes.get(sha, 0)
+    freed = 0
+    deleted = 0
+    for sha, size in sizes.items():
+        if sha not in referenced:
+            blobs.delete(sha)
+            freed += size
+            deleted += 1
+    now = time.time()
+    for child in tmp.iterdir() if tmp.is_dir() else ():
+        if now - child.stat().st_mtime > _STALE_TMP_SECONDS:
+            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
+    return {"evicted_results": evicted, "kept_results": len(kept), "deleted_blobs": deleted,
+            "freed_bytes": freed, "kept_bytes": total}
+
+
+def _blob_refs(record: dict[str, Any]) -> list[str]:
+    shas = [out[0] for out in record.get("outputs", {}).values()]
+    if record.get("log"):
+        shas.append(record["log"])
+    return shas

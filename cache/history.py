@@ -1,0 +1,52 @@
+"""Run history per workspace: which nodes each run touched, their keys and statuses.
+
+Each target label points at its last two runs; `graphbuild why` compares them.  Node inputs
+themselves are kept as manifests in the action cache, so a run record stays small.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import xxhash
+
+from graphbuild.cache.atomic import write_bytes
+
+KEEP = 2
+
+
+class History:
+    def __init__(self, directory: Path, workspace_root: Path):
+        ident = xxhash.xxh3_64_hexdigest(str(workspace_root).encode())
+        self.path = directory / f"{ident}.json"
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            data = {}
+        data.setdefault("runs", {})
+        data.setdefault("labels", {})
+        return data
+
+    def runs(self, label: str) -> list[dict[str, Any]]:
+        """The recorded runs of `label`, oldest first (at most `KEEP`)."""
+        data = self._read()
+        return [data["runs"][rid] for rid in data["labels"].get(label, []) if rid in data["runs"]]
+
+    def record(self, run_id: str, run: dict[str, Any], labels: Iterable[str]) -> None:
+        """Store one run and make it the latest of each label (under a lock, so concurrent runs both land)."""
+        lock_path = self.path.with_suffix(".lock")
+        with open(lock_path, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            data = self._read()
+            data["runs"][run_id] = run
+            for label in labels:
+                data["labels"][label] = [*data["labels"].get(label, []), run_id][-KEEP:]
+            referenced = {rid for rids in data["labels"].values() for rid in rids}
+            data["runs"] = {rid: r for rid, r in data["runs"].items() if rid in referenced}
+            write_bytes(self.path, json.dumps(data, separators=(",", ":")).encode())

@@ -1,0 +1,155 @@
+"""Targets -> nodes: call each rule implementation once, dependencies first."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import networkx as nx
+
+from graphbuild.analysis.context import RuleContext, _TargetKind
+from graphbuild.errors import GraphbuildError, Location, SpecError, raise_collected
+from graphbuild.labels import Label
+from graphbuild.loading.loader import Loader, Target
+from graphbuild.nodes import PHASES, Node
+from graphbuild.rule import DefaultInfo, Provider
+
+
+@dataclass
+class Analysis:
+    """The analysed closure of some targets."""
+
+    requested: list[Label]
+    targets: dict[Label, Target]
+    target_graph: nx.DiGraph  # label str -> dependency label str; edges carry attr and location
+    nodes: dict[str, Node]
+    action_graph: nx.DiGraph  # node id -> node id it depends on
+    target_nodes: dict[Label, list[str]]
+    providers: dict[Label, dict[type, Provider]] = field(default_factory=dict)
+
+    def closure(self, labels: Iterable[Label], phase: str) -> list[str]:
+        """Node ids needed to take `labels` through `phase`: their nodes of that phase or an
+        earlier one, plus every node those depend on; in a deterministic topological order."""
+        allowed = PHASES[: PHASES.index(phase) + 1]
+        roots = [nid for lab in labels for nid in self.target_nodes.get(lab, ())
+                 if self.nodes[nid].phase in allowed]
+        wanted: set[str] = set(roots)
+        for nid in roots:
+            wanted.update(nx.descendants(self.action_graph, nid))
+        sub = self.action_graph.subgraph(wanted)
+        return list(reversed(list(nx.lexicographical_topological_sort(sub))))
+
+
+class Analyzer:
+    def __init__(self, loader: Loader, digest_file: Callable[[Path], str]):
+        self.loader = loader
+        self.digest_file = digest_file
+
+    def analyze(self, requested: list[Label]) -> Analysis:
+        targets, graph = self.load_closure(requested)
+        order = list(reversed(list(nx.lexicographical_topological_sort(graph))))
+        analysis = Analysis(requested, targets, graph, {}, nx.DiGraph(), {})
+        errors: list[GraphbuildError] = []
+        failed: set[str] = set()
+        for label_text in order:
+            target = targets[_label(label_text)]
+            if any(dep in failed for dep in graph.successors(label_text)):
+                failed.add(label_text)  # its dependency's error is already reported
+                continue
+            try:
+                self._analyze_target(target, analysis)
+            except GraphbuildError as err:
+                errors.append(err)
+                failed.add(label_text)
+        raise_collected(errors)
+        for node in analysis.nodes.values():
+            analysis.action_graph.add_node(node.id)
+            for dep in node.deps:
+                if dep not in analysis.nodes:
+                    raise SpecError(f"node {node.id} depends on unknown node {dep}", location=node.locations.get(dep))
+                analysis.action_graph.add_edge(node.id, dep)
+        if not nx.is_directed_acyclic_graph(analysis.action_graph):
+            cycle = nx.find_cycle(analysis.action_graph)
+            raise SpecError("action cycle: " + " -> ".join(a for a, _ in cycle) + f" -> {cycle[0][0]}")
+        return analysis
+
+    def load_closure(self, requested: list[Label]) -> tuple[dict[Label, Target], nx.DiGraph]:
+        graph = nx.DiGraph()
+        targets: dict[Label, Target] = {}
+        stack: list[tuple[Label, Location | None]] = [(lab, None) for lab in reversed(requested)]
+        errors: list[GraphbuildError] = []
+        while stack:
+            label, referenced_at = stack.pop()
+            if label in targets:
+                continue
+            try:
+                target = self.loader.target(label, referenced_at=referenced_at)
+            except GraphbuildError as err:
+                errors.append(err)
+                continue
+            targets[label] = target
+            graph.add_node(str(label), kind=target.rule.name)
+            for attr, dep in target.attrs.labels():
+                where = target.attr_location(attr)
+                graph.add_edge(str(label), str(dep), attr=attr, location=str(where))
+                stack.append((dep, where))
+        raise_collected(errors)
+        _check_cycles(graph)
+        return targets, graph
+
+    def _analyze_target(self, target: Target, analysis: Analysis) -> None:
+        ctx = RuleContext(target, analysis.providers, self.loader.workspace.root, self.digest_file)
+        try:
+            returned = target.rule.implementation(ctx, target.attrs)
+        except GraphbuildError:
+            raise
+        except Exception as err:  # a bug in a rule: say which rule and target, keep the cause
+            raise SpecError(f"rule '{target.rule.name}' failed while analysing {target.label}: "
+                            f"{type(err).__name__}: {err}", location=target.location) from err
+        providers: dict[type, Provider] = {_TargetKind: _TargetKind(rule=target.rule.name)}
+        for provider in _as_list(returned):
+            if not isinstance(provider, Provider):
+                raise SpecError(f"rule '{target.rule.name}' returned {type(provider).__name__}, not a Provider",
+                                location=target.location)
+            providers[type(provider)] = provider
+        providers.setdefault(DefaultInfo, DefaultInfo())
+        analysis.providers[target.label] = providers
+        analysis.target_nodes[target.label] = [n.id for n in ctx.nodes]
+        for node in ctx.nodes:
+            analysis.nodes[node.id] = node
+
+
+def _as_list(returned: object) -> list:
+    if returned is None:
+        return []
+    if isinstance(returned, Provider):
+        return [returned]
+    return list(returned)  # type: ignore[call-overload]
+
+
+def _label(text: str) -> Label:
+    return Label.parse(text)
+
+
+def _check_cycles(graph: nx.DiGraph) -> None:
+    try:
+        cycle = nx.find_cycle(graph)
+    except nx.NetworkXNoCycle:
+        return
+    lines = []
+    for src, dst in cycle:
+        data: Mapping = graph.edges[src, dst]
+        lines.append(f"  {src} -> {dst}    ({data['location']}, attribute '{data['attr']}')")
+    path = " -> ".join([*(src for src, _ in cycle), cycle[0][0]])
+    first = graph.edges[cycle[0]]
+    raise SpecError(
+        f"dependency cycle: {path}\n" + "\n".join(lines),
+        location=Location(*_split_location(first["location"])),
+        hint="a target cannot depend on itself, even indirectly: remove one of these dependencies",
+    )
+
+
+def _split_location(text: str) -> tuple[str, int]:
+    path, _, line = text.partition(":")
+    return path, int(line.split(":")[0]) if line else 0

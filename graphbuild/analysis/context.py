@@ -1,0 +1,172 @@
+"""`RuleContext`: what a rule implementation sees and the only way it declares nodes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel
+
+from graphbuild.errors import Location, SpecError, did_you_mean
+from graphbuild.labels import Label
+from graphbuild.nodes import PHASES, Executor, FileRef, Located, Node, OutputRef, iter_refs
+from graphbuild.rule import Attrs, DefaultInfo, Provider
+
+if TYPE_CHECKING:
+    from graphbuild.loading.loader import Target
+
+P = TypeVar("P", bound=Provider)
+
+
+@dataclass(frozen=True)
+class NodeHandle:
+    """A declared node, as seen by the rule that declared it."""
+
+    id: str
+    outputs: tuple[str, ...]
+
+    def output(self, name: str) -> OutputRef:
+        if name not in self.outputs:
+            raise SpecError(f"node {self.id} declares no output '{name}' (it has {', '.join(self.outputs)})")
+        return OutputRef(self.id, name)
+
+
+def plain(value: Any) -> Any:
+    """Attribute values as JSON data (labels as strings), for keys and display."""
+    if isinstance(value, Label):
+        return str(value)
+    if isinstance(value, BaseModel):
+        return {k: plain(getattr(value, k)) for k in type(value).model_fields}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    return value
+
+
+class RuleContext:
+    def __init__(self, target: Target, providers: Mapping[Label, Mapping[type, Provider]],
+                 workspace_root: Path, digest_file: Callable[[Path], str]):
+        self.target = target
+        self._providers = providers
+        self._root = workspace_root
+        self._digest_file = digest_file
+        self.nodes: list[Node] = []
+
+    # -- what the target is ---------------------------------------------------------------
+
+    @property
+    def label(self) -> Label:
+        return self.target.label
+
+    @property
+    def package(self) -> str:
+        return self.target.label.package
+
+    @property
+    def attrs(self) -> Attrs:
+        return self.target.attrs
+
+    @property
+    def workspace_root(self) -> Path:
+        return self._root
+
+    def attr_location(self, attr: str | None = None) -> Location:
+        return self.target.attr_location(attr) if attr else self.target.location
+
+    def located(self, attr: str) -> Located:
+        """An attribute's value with the line it was written on (for keys that `why` explains)."""
+        return Located(plain(getattr(self.attrs, attr)), self.attr_location(attr))
+
+    def error(self, message: str, *, attr: str | None = None, hint: str | None = None) -> SpecError:
+        """A spec error located at the attribute (or the target); the caller raises it."""
+        return SpecError(f"{self.target.rule.name} '{self.label.name}': {message}",
+                         location=self.attr_location(attr), hint=hint)
+
+    # -- dependencies -----------------------------------------------------------------------
+
+    def providers(self, label: Label) -> Mapping[type, Provider]:
+        return self._providers[label]
+
+    def provider(self, label: Label, kind: type[P], *, attr: str | None = None) -> P:
+        found = self._providers[label].get(kind)
+        if found is None:
+            raise self.error(f"{label} does not provide {kind.__name__} (it is a "
+                             f"'{self._kind_of(label)}' target)", attr=attr)
+        return found  # type: ignore[return-value]
+
+    def _kind_of(self, label: Label) -> str:
+        info = self._providers[label].get(_TargetKind)
+        return info.rule if isinstance(info, _TargetKind) else "?"
+
+    # -- files ------------------------------------------------------------------------------
+
+    def file(self, path: str, *, attr: str | None = None) -> FileRef:
+        """A file of this target's package, keyed by content."""
+        rel = f"{self.package}/{path}".lstrip("/")
+        abs_path = self._root / rel
+        if not abs_path.is_file():
+            siblings = [p.name for p in abs_path.parent.glob("*") if p.is_file()] if abs_path.parent.is_dir() else []
+            raise self.error(f"{attr + ': ' if attr else ''}no file '{path}' in package //{self.package}",
+                             attr=attr, hint=did_you_mean(Path(path).name, siblings))
+        return FileRef(rel, self._digest_file(abs_path), executable=bool(abs_path.stat().st_mode & 0o111))
+
+    def read_text(self, path: str, *, attr: str | None = None) -> str:
+        """Read a declared input of the package during analysis (a lock file, say)."""
+        self.file(path, attr=attr)
+        return (self._root / self.package / path).read_text()
+
+    def sources(self, values: Iterable[Label | str], *, attr: str) -> list[FileRef | OutputRef]:
+        """Files named by a `list[Source]` attribute: package files, or the files of other targets."""
+        refs: list[FileRef | OutputRef] = []
+        for value in values:
+            if isinstance(value, Label):
+                refs.extend(self.provider(value, DefaultInfo, attr=attr).files)
+            else:
+                refs.append(self.file(value, attr=attr))
+        return refs
+
+    # -- nodes ------------------------------------------------------------------------------
+
+    def action(self, name: str, *, executor: Executor, inputs: Mapping[str, Any] | None = None,
+               outputs: Sequence[str] = (), attrs: Sequence[str] = (), after: Sequence[NodeHandle] = (),
+               phase: str = "build", kind: str | None = None, description: str = "") -> NodeHandle:
+        """Declare a node. Its key will hash `inputs`, the listed `attrs` (with their lines),
+        the digests of every output it references and of the nodes it runs `after`."""
+        node_id = f"{self.label}#{name}"
+        if any(n.id == node_id for n in self.nodes):
+            raise self.error(f"declares two nodes named '{name}'")
+        if phase not in PHASES:
+            raise self.error(f"node '{name}': phase must be one of {', '.join(PHASES)}")
+        all_inputs: dict[str, Any] = {a: self.located(a) for a in attrs}
+        all_inputs.update(inputs or {})
+        deps = dict.fromkeys(ref.node_id for ref in iter_refs(all_inputs) if isinstance(ref, OutputRef))
+        for handle in after:
+            all_inputs[f"after:{handle.id}"] = handle.id
+            deps[handle.id] = None
+        locations = {k: v.location for k, v in all_inputs.items() if isinstance(v, Located) and v.location}
+        node = Node(
+            id=node_id,
+            label=self.label,
+            kind=kind or f"{self.target.rule.name}.{name}",
+            rule=self.target.rule.name,
+            rule_version=self.target.rule.version,
+            executor=executor,
+            inputs=MappingProxyType(all_inputs),
+            outputs=tuple(outputs),
+            deps=tuple(deps),
+            phase=phase,
+            locations=MappingProxyType(locations),
+            description=description or f"{name} {self.label}",
+        )
+        self.nodes.append(node)
+        return NodeHandle(node_id, node.outputs)
+
+
+class _TargetKind(Provider):
+    """Added by the analyzer to every target: its rule name (for error messages)."""
+
+    rule: str

@@ -1,0 +1,1 @@
+"""The `graphbuild` command: one module per verb; `main.py` parses and dispatches."""

@@ -1,0 +1,83 @@
+"""Everything one command needs, wired together: workspace, cache, loader, analyzer.
+
+This is the composition root: the only place where the engine meets the built-in rules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from functools import cached_property
+from pathlib import Path
+
+import xxhash
+
+from graphbuild.analysis.analyzer import Analysis, Analyzer
+from graphbuild.cache.actions import ActionCache
+from graphbuild.cache.blobs import BlobStore
+from graphbuild.cache.files import FileDigests
+from graphbuild.cache.history import History
+from graphbuild.cache.layout import ENV_VAR, CacheDir, default_cache_dir
+from graphbuild.labels import Label, Pattern
+from graphbuild.loading.loader import Loader
+from graphbuild.loading.workspace import Workspace
+
+
+class Session:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.cwd = Path(args.workspace or os.getcwd()).resolve()
+        self.workspace = Workspace.find(self.cwd)
+        from graphbuild.rules import BUILTIN_RULES, RULE_API
+
+        self.loader = Loader(self.workspace, BUILTIN_RULES, RULE_API)
+
+    @cached_property
+    def cache(self) -> CacheDir:
+        configured = self.workspace.config.get("cache", {}).get("dir")
+        if self.args.cache_dir:
+            root = Path(self.args.cache_dir)
+        elif os.environ.get(ENV_VAR) or not configured:
+            root = default_cache_dir()
+        else:
+            root = self.workspace.root / Path(configured).expanduser()
+        return CacheDir(root).ensure()
+
+    @cached_property
+    def files(self) -> FileDigests:
+        ident = xxhash.xxh3_64_hexdigest(str(self.workspace.root).encode())
+        return FileDigests(self.cache.history / f"files-{ident}.json")
+
+    @cached_property
+    def actions(self) -> ActionCache:
+        return ActionCache(self.cache.actions)
+
+    @cached_property
+    def blobs(self) -> BlobStore:
+        return BlobStore(self.cache.blobs, self.cache.tmp)
+
+    @cached_property
+    def history(self) -> History:
+        return History(self.cache.history, self.workspace.root)
+
+    @property
+    def jobs(self) -> int:
+        return self.args.jobs or os.cpu_count() or 1
+
+    def labels(self, patterns: list[str]) -> list[Label]:
+        """Expand command-line patterns (relative ones against the current directory's package)."""
+        cwd_package = self.workspace.package_of(self.cwd)
+        found: dict[Label, None] = {}
+        for text in patterns:
+            for label in self.loader.expand(Pattern.parse(text, cwd_package=cwd_package)):
+                found[label] = None
+        return list(found)
+
+    def analyze(self, labels: list[Label]) -> Analysis:
+        return Analyzer(self.loader, self.files.digest).analyze(labels)
+
+    def close(self) -> None:
+        if "files" in self.__dict__:
+            self.files.save()
+        if "actions" in self.__dict__:
+            self.actions.close()

@@ -1,0 +1,104 @@
+"""The two error families of graphbuild and the location every user error carries.
+
+Definition errors (bad spec, bad usage) exit with 2 before anything runs; a node that
+fails during execution makes the build exit with 1.  Nothing here prints: the CLI renders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EXIT_OK = 0
+EXIT_BUILD_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+@dataclass(frozen=True, order=True)
+class Location:
+    """A place in a workspace file; `path` is relative to the workspace root."""
+
+    path: str
+    line: int = 0
+    col: int = 0
+
+    def __str__(self) -> str:
+        if not self.line:
+            return self.path
+        if not self.col:
+            return f"{self.path}:{self.line}"
+        return f"{self.path}:{self.line}:{self.col}"
+
+
+class GraphbuildError(Exception):
+    """Root of every error graphbuild reports to a user."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, message: str, *, location: Location | None = None, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.location = location
+        self.hint = hint
+
+    def render(self) -> str:
+        text = f"{self.location}: {self.message}" if self.location else self.message
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+    def to_json(self) -> dict:
+        return {
+            "message": self.message,
+            "location": str(self.location) if self.location else None,
+            "hint": self.hint,
+        }
+
+
+class SpecError(GraphbuildError):
+    """A BUILD.envs file, a loaded rule file or a lock file says something invalid."""
+
+
+class UsageError(GraphbuildError):
+    """The command line asks for something that cannot be done."""
+
+
+class CacheError(GraphbuildError):
+    """The cache directory cannot be used (unwritable, not a directory...)."""
+
+
+class SpecErrors(SpecError):
+    """Several spec errors found together (all of one file, or all of one analysis)."""
+
+    def __init__(self, errors: list[GraphbuildError]):
+        self.errors = errors
+        super().__init__(f"{len(errors)} errors")
+
+    def render(self) -> str:
+        return "\n".join(err.render() for err in self.errors)
+
+    def to_json(self) -> dict:
+        return {"message": self.message, "errors": [err.to_json() for err in self.errors]}
+
+
+class BuildFailed(GraphbuildError):
+    """At least one node failed; the report lists which."""
+
+    exit_code = EXIT_BUILD_FAILED
+
+
+def raise_collected(errors: list[GraphbuildError]) -> None:
+    """Raise the errors collected by a validation pass: one alone, or all together."""
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise SpecErrors(errors)
+
+
+def did_you_mean(word: str, choices: list[str] | set[str], *, prefix: str = "did you mean") -> str | None:
+    """A suggestion naming the closest choices, or None when nothing is close."""
+    import difflib
+
+    close = difflib.get_close_matches(word, sorted(choices), n=3, cutoff=0.6)
+    if not close:
+        return None
+    return f"{prefix} " + " or ".join(repr(c) for c in close) + "?"

@@ -1,0 +1,1 @@
+"""Execution: compute keys in topological order, reuse cached results, run the rest."""

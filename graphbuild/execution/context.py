@@ -1,0 +1,86 @@
+"""`ExecContext`: what an executor sees while its node runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from graphbuild.nodes import ActionFailed, FileRef, Located, Node, OutputRef
+
+
+class ExecContext:
+    def __init__(self, node: Node, workspace_root: Path, workdir: Path,
+                 resolve_output: Callable[[OutputRef], Path]):
+        self.node = node
+        self.workspace_root = workspace_root
+        self.workdir = workdir
+        self.out_dir = workdir / "out"
+        self.scratch = workdir / "scratch"
+        self.out_dir.mkdir(parents=True)
+        self.scratch.mkdir()
+        self._resolve_output = resolve_output
+        self._log: list[str] = []
+        self.inputs: Mapping[str, Any] = {k: self._resolve(v) for k, v in node.inputs.items()}
+
+    def _resolve(self, value: Any) -> Any:
+        if isinstance(value, Located):
+            return self._resolve(value.value)
+        if isinstance(value, FileRef):
+            return self.workspace_root / value.path
+        if isinstance(value, OutputRef):
+            return self._resolve_output(value)
+        if isinstance(value, list | tuple):
+            return [self._resolve(v) for v in value]
+        if isinstance(value, Mapping):
+            return {k: self._resolve(v) for k, v in value.items()}
+        return value
+
+    def path(self, name: str) -> Path:
+        value = self.inputs[name]
+        if not isinstance(value, Path):
+            raise TypeError(f"input '{name}' of {self.node.id} is not a single file")
+        return value
+
+    def out(self, name: str) -> Path:
+        """Where to write declared output `name`."""
+        if name not in self.node.outputs:
+            raise ActionFailed(f"{self.node.id} writes undeclared output '{name}'")
+        target = self.out_dir / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def log(self, text: str) -> None:
+        self._log.append(text if text.endswith("\n") else text + "\n")
+
+    @property
+    def log_text(self) -> str:
+        return "".join(self._log)
+
+    def run(self, argv: Sequence[str] | str, *, cwd: Path | None = None, env: Mapping[str, str] | None = None,
+            timeout: float | None = None, shell: bool = False, check: bool = True,
+            deterministic_failure: bool = False) -> subprocess.CompletedProcess[str]:
+        """Run a command, its output going to the node's log; a non-zero exit fails the node."""
+        full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.scratch),
+                    "TMPDIR": str(self.scratch), "LANG": "C.UTF-8"}
+        full_env.update(env or {})
+        try:
+            proc = subprocess.run(argv, cwd=cwd or self.scratch, env=full_env, shell=shell, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+        except subprocess.TimeoutExpired as err:
+            self.log(str(err.output or ""))
+            raise ActionFailed(f"timed out after {timeout} s: {_show(argv)}") from None
+        except OSError as err:
+            raise ActionFailed(f"cannot run {_show(argv)}: {err}") from None
+        self.log(proc.stdout)
+        if check and proc.returncode != 0:
+            raise ActionFailed(f"command exited with {proc.returncode}: {_show(argv)}",
+                               deterministic=deterministic_failure)
+        return proc
+
+
+def _show(argv: Sequence[str] | str) -> str:
+    text = argv if isinstance(argv, str) else " ".join(argv)
+    return text if len(text) < 200 else text[:199] + "…"

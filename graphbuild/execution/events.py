@@ -1,0 +1,68 @@
+"""What execution tells the outside world. The core never prints; a `Reporter` decides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from graphbuild.nodes import Node
+
+STATUSES = ("ran", "cached", "failed", "skipped")
+
+
+@dataclass
+class NodeOutcome:
+    node_id: str
+    status: str  # one of STATUSES
+    key: str | None = None
+    duration: float = 0.0
+    outputs: dict[str, list] = field(default_factory=dict)  # name -> [sha256, size, executable]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    output_digest: str | None = None
+    message: str = ""
+    log_tail: str = ""
+    cached_from: str | None = None  # where a cached result came from ("local", another node...)
+    detail: str = ""  # why it ran despite a cache entry (a corrupt blob...)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("ran", "cached")
+
+
+class Reporter(Protocol):
+    def run_started(self, total: int, phase: str) -> None: ...
+    def node_started(self, node: Node) -> None: ...
+    def node_finished(self, node: Node, outcome: NodeOutcome) -> None: ...
+    def warning(self, text: str) -> None: ...
+
+
+class NullReporter:
+    def run_started(self, total: int, phase: str) -> None:
+        pass
+
+    def node_started(self, node: Node) -> None:
+        pass
+
+    def node_finished(self, node: Node, outcome: NodeOutcome) -> None:
+        pass
+
+    def warning(self, text: str) -> None:
+        pass
+
+
+class RecordingReporter(NullReporter):
+    """Keeps every event: what tests assert on."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.finished: list[tuple[str, str]] = []
+        self.warnings: list[str] = []
+
+    def node_started(self, node: Node) -> None:
+        self.started.append(node.id)
+
+    def node_finished(self, node: Node, outcome: NodeOutcome) -> None:
+        self.finished.append((node.id, outcome.status))
+
+    def warning(self, text: str) -> None:
+        self.warnings.append(text)

@@ -1,0 +1,64 @@
+"""A node's manifest (its named input components) once its dependencies have outputs.
+
+Outputs of other nodes enter by content digest only, never by node id: a node that reruns
+and produces the same bytes leaves its dependents' keys unchanged (early cutoff), and two
+targets declaring the same work get the same key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from graphbuild.keys import Component, Manifest, component, digest
+from graphbuild.nodes import FileRef, Located, Node, OutputRef
+
+DigestOf = Callable[[OutputRef], str]
+
+
+def node_manifest(node: Node, output_digest: DigestOf, after_digest: Callable[[str], str]) -> Manifest:
+    rule = f"{node.rule}@{node.rule_version}"
+    manifest: Manifest = {
+        "rule": component(rule),
+        "executor": component(node.executor.ident),
+        "outputs": component(list(node.outputs)),
+    }
+    for name, value in node.inputs.items():
+        location = node.locations.get(name)
+        raw = value.value if isinstance(value, Located) else value
+        if name.startswith("after:"):
+            dep = after_digest(raw)
+            manifest[name] = Component(dep, f"result {dep[:16]}", None)
+        elif isinstance(raw, list | tuple) and raw and all(isinstance(v, FileRef | OutputRef) for v in raw):
+            for index, ref in enumerate(raw):
+                sub = f"{name}[{ref.path if isinstance(ref, FileRef) else index}]"
+                manifest[sub] = _ref_component(ref, output_digest, location)
+        elif isinstance(raw, FileRef | OutputRef):
+            manifest[name] = _ref_component(raw, output_digest, location)
+        else:
+            keyed = _keyable(raw, output_digest)
+            manifest[name] = component(keyed, location)
+    return manifest
+
+
+def _ref_component(ref: FileRef | OutputRef, output_digest: DigestOf, location: Any) -> Component:
+    if isinstance(ref, FileRef):
+        value = {"path": ref.path, "sha256": ref.digest, "x": ref.executable}
+        return Component(digest(value), f"{ref.path} sha256:{ref.digest[:16]}", str(location) if location else None)
+    sha = output_digest(ref)
+    return Component(digest({"sha256": sha}), f"sha256:{sha[:16]} ({ref.node_id} {ref.name})",
+                     str(location) if location else None)
+
+
+def _keyable(value: Any, output_digest: DigestOf) -> Any:
+    if isinstance(value, Located):
+        return _keyable(value.value, output_digest)
+    if isinstance(value, FileRef):
+        return {"path": value.path, "sha256": value.digest, "x": value.executable}
+    if isinstance(value, OutputRef):
+        return {"sha256": output_digest(value)}
+    if isinstance(value, list | tuple):
+        return [_keyable(v, output_digest) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _keyable(v, output_digest) for k, v in value.items()}
+    return value

@@ -1,0 +1,126 @@
+"""What analysis produces and execution consumes: nodes, their inputs and their executors.
+
+A node's inputs are named values; execution turns them into a key (see `keys.py`) and hands
+them, resolved to paths, to the node's executor.  Values are plain data (str, int, float,
+bool, None, lists, dicts with str keys) or references:
+
+* `FileRef`: a file of the workspace, keyed by its content digest;
+* `OutputRef`: an output of another node, keyed by that output's digest (early cutoff);
+* `Located`: any value with the spec location it came from, shown by `graphbuild why`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from graphbuild.errors import Location
+from graphbuild.labels import Label
+
+if TYPE_CHECKING:
+    from graphbuild.execution.context import ExecContext
+
+PHASES = ("build", "test", "run")
+
+
+@dataclass(frozen=True, slots=True)
+class FileRef:
+    """A workspace file: `path` relative to the workspace root, `digest` its sha256 (hex)."""
+
+    path: str
+    digest: str
+    executable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OutputRef:
+    """Output `name` of node `node_id`; resolved at execution to the produced blob."""
+
+    node_id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    """A value and the spec location it was written at (for `why`); the location is not keyed."""
+
+    value: Any
+    location: Location | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Executor:
+    """What runs a node: a named, versioned function. Bump `version` when its behaviour changes."""
+
+    name: str
+    version: int
+    fn: Callable[[ExecContext], Mapping[str, Any] | None] = field(compare=False, repr=False)
+    # Nodes whose result depends on the outside world (a registry, the network) opt out.
+    cacheable: bool = True
+
+    @property
+    def ident(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+def executor(name: str, *, version: int = 1, cacheable: bool = True):
+    """Decorator turning `fn(ctx) -> metadata | None` into an `Executor`."""
+
+    def wrap(fn: Callable[[ExecContext], Mapping[str, Any] | None]) -> Executor:
+        return Executor(name=name, version=version, fn=fn, cacheable=cacheable)
+
+    return wrap
+
+
+class ActionFailed(Exception):
+    """Raised by an executor when its node fails.
+
+    `deterministic=True` says the inputs alone produced the failure (a failing test), so the
+    failure may be cached; anything else (a timeout, an engine error) is retried next run.
+    """
+
+    def __init__(self, message: str, *, deterministic: bool = False, details: str = "",
+                 metadata: Mapping[str, Any] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.deterministic = deterministic
+        self.details = details
+        self.metadata = dict(metadata or {})
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One action of the graph. `id` is `<target label>#<action name>`, stable across runs."""
+
+    id: str
+    label: Label
+    kind: str
+    rule: str
+    rule_version: int
+    executor: Executor
+    inputs: Mapping[str, Any]
+    outputs: tuple[str, ...]
+    deps: tuple[str, ...]
+    phase: str = "build"
+    locations: Mapping[str, Location] = field(default_factory=lambda: MappingProxyType({}), compare=False)
+    description: str = field(default="", compare=False)
+
+    @property
+    def cacheable(self) -> bool:
+        return self.executor.cacheable
+
+
+def iter_refs(value: Any):
+    """Yield every FileRef/OutputRef inside an input value."""
+    if isinstance(value, FileRef | OutputRef):
+        yield value
+    elif isinstance(value, Located):
+        yield from iter_refs(value.value)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from iter_refs(item)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from iter_refs(item)

@@ -1,0 +1,1 @@
+"""Reporting: turn execution events and results into text for people or JSON for machines."""

@@ -1,0 +1,69 @@
+"""Human output on stderr: one line per node as it starts and finishes, then a summary."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import TextIO
+
+from graphbuild.execution.events import NodeOutcome
+from graphbuild.nodes import Node
+
+_COLORS = {"ran": "32", "cached": "2", "failed": "31;1", "skipped": "33", "running": "36"}
+
+
+class ConsoleReporter:
+    def __init__(self, stream: TextIO | None = None, *, verbose: bool = False, quiet: bool = False):
+        self.stream = stream or sys.stderr
+        self.color = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.verbose = verbose
+        self.quiet = quiet
+        self.total = 0
+        self.done = 0
+        self._lock = threading.Lock()
+
+    def _paint(self, status: str) -> str:
+        word = f"{status:<8}"
+        return f"\x1b[{_COLORS[status]}m{word}\x1b[0m" if self.color else word
+
+    def _line(self, text: str) -> None:
+        with self._lock:
+            self.stream.write(text + "\n")
+            if self.color:
+                self.stream.flush()
+
+    def run_started(self, total: int, phase: str) -> None:
+        self.total = total
+        self.done = 0
+
+    def node_started(self, node: Node) -> None:
+        if not self.quiet:
+            self._line(f"[{self.done:>{len(str(self.total))}}/{self.total}] {self._paint('running')} {node.id}")
+
+    def node_finished(self, node: Node, outcome: NodeOutcome) -> None:
+        self.done += 1
+        if self.quiet and outcome.status != "failed":
+            return
+        extra = ""
+        if outcome.status == "ran":
+            extra = f" ({outcome.duration:.2f} s)"
+        elif outcome.status == "cached" and outcome.cached_from and outcome.cached_from != node.id:
+            extra = f" (from {outcome.cached_from})"
+        elif outcome.status in ("failed", "skipped"):
+            extra = f": {outcome.message}" + (f" [{outcome.detail}]" if outcome.detail else "")
+        self._line(f"[{self.done:>{len(str(self.total))}}/{self.total}] {self._paint(outcome.status)} {node.id}{extra}")
+        if outcome.status == "failed" and outcome.log_tail:
+            self._line("\n".join("    | " + line for line in outcome.log_tail.splitlines()))
+
+    def warning(self, text: str) -> None:
+        self._line(("\x1b[33mwarning:\x1b[0m " if self.color else "warning: ") + text)
+
+    def info(self, text: str) -> None:
+        if not self.quiet:
+            self._line(text)
+
+    def summary(self, text: str) -> None:
+        self._line(text)
+
+    def flush(self) -> None:
+        self.stream.flush()

@@ -81,8 +81,8 @@ class BlobStore:
 
     def _install(self, tmp: Path, digest: str) -> None:
         dest = self.path(digest)
-        if self.has(digest):
-            return
+        if self.has(digest, tmp.stat().st_size):
+            return  # already stored (a blob of the wrong size is corrupt: replace it)
         dest.parent.mkdir(exist_ok=True)
         os.chmod(tmp, 0o444)
         os.replace(tmp, dest)  # atomic: readers see all of it or nothing

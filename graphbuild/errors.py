@@ -77,7 +77,9 @@ class SpecErrors(SpecError):
         return "\n".join(err.render() for err in self.errors)
 
     def to_json(self) -> dict:
-        return {"message": self.message, "errors": [err.to_json() for err in self.errors]}
+        # same keys as a single error (no one location for several), plus each error
+        return {"message": self.message, "location": None, "hint": None,
+                "errors": [err.to_json() for err in self.errors]}
 
 
 class BuildFailed(GraphbuildError):

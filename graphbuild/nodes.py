@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from graphbuild.execution.context import ExecContext
 
 PHASES = ("build", "test", "run")
+#: Nodes that rewrite checked-in files derived from the spec (lock files); run only by
+#: `graphbuild lock` (or `--relock`), never as part of a build.
+LOCK_PHASE = "lock"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +47,11 @@ class OutputRef:
 
 @dataclass(frozen=True, slots=True)
 class Located:
-    """A value and the spec location it was written at (for `why`); the location is not keyed."""
+    """A value, the spec location it came from and how `why` should show it; only `value` is keyed."""
 
     value: Any
     location: Location | None = field(default=None, compare=False)
+    display: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,15 +83,21 @@ class ActionFailed(Exception):
 
     `deterministic=True` says the inputs alone produced the failure (a failing test), so the
     failure may be cached; anything else (a timeout, an engine error) is retried next run.
+    `bad_input=True` says the spec is wrong (exit code 2, not 1).
     """
 
     def __init__(self, message: str, *, deterministic: bool = False, details: str = "",
-                 metadata: Mapping[str, Any] | None = None):
+                 metadata: Mapping[str, Any] | None = None, bad_input: bool = False,
+                 location: Location | None = None):
         super().__init__(message)
         self.message = message
         self.deterministic = deterministic
         self.details = details
         self.metadata = dict(metadata or {})
+        # The spec asked for the impossible (an unknown package, conflicting pins): the
+        # command exits 2 like any spec error, and `location` says where to fix it.
+        self.bad_input = bad_input
+        self.location = location
 
 
 @dataclass(frozen=True, slots=True)

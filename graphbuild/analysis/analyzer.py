@@ -12,7 +12,7 @@ from graphbuild.analysis.context import RuleContext, _TargetKind
 from graphbuild.errors import GraphbuildError, Location, SpecError, raise_collected
 from graphbuild.labels import Label
 from graphbuild.loading.loader import Loader, Target
-from graphbuild.nodes import PHASES, Node
+from graphbuild.nodes import LOCK_PHASE, PHASES, Node
 from graphbuild.rule import DefaultInfo, Provider
 
 
@@ -31,7 +31,7 @@ class Analysis:
     def closure(self, labels: Iterable[Label], phase: str) -> list[str]:
         """Node ids needed to take `labels` through `phase`: their nodes of that phase or an
         earlier one, plus every node those depend on; in a deterministic topological order."""
-        allowed = PHASES[: PHASES.index(phase) + 1]
+        allowed = (LOCK_PHASE,) if phase == LOCK_PHASE else PHASES[: PHASES.index(phase) + 1]
         roots = [nid for lab in labels for nid in self.target_nodes.get(lab, ())
                  if self.nodes[nid].phase in allowed]
         wanted: set[str] = set(roots)
@@ -42,9 +42,10 @@ class Analysis:
 
 
 class Analyzer:
-    def __init__(self, loader: Loader, digest_file: Callable[[Path], str]):
+    def __init__(self, loader: Loader, digest_file: Callable[[Path], str], *, locking: bool = False):
         self.loader = loader
         self.digest_file = digest_file
+        self.locking = locking
 
     def analyze(self, requested: list[Label]) -> Analysis:
         targets, graph = self.load_closure(requested)
@@ -99,7 +100,8 @@ class Analyzer:
         return targets, graph
 
     def _analyze_target(self, target: Target, analysis: Analysis) -> None:
-        ctx = RuleContext(target, analysis.providers, self.loader.workspace.root, self.digest_file)
+        ctx = RuleContext(target, analysis.providers, self.loader.workspace.root, self.digest_file,
+                          locking=self.locking)
         try:
             returned = target.rule.implementation(ctx, target.attrs)
         except GraphbuildError:

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from graphbuild.errors import Location, SpecError, did_you_mean
 from graphbuild.labels import Label
-from graphbuild.nodes import PHASES, Executor, FileRef, Located, Node, OutputRef, iter_refs
+from graphbuild.nodes import LOCK_PHASE, PHASES, Executor, FileRef, Located, Node, OutputRef, iter_refs
 from graphbuild.rule import Attrs, DefaultInfo, Provider
 
 if TYPE_CHECKING:
@@ -49,8 +49,11 @@ def plain(value: Any) -> Any:
 
 class RuleContext:
     def __init__(self, target: Target, providers: Mapping[Label, Mapping[type, Provider]],
-                 workspace_root: Path, digest_file: Callable[[Path], str]):
+                 workspace_root: Path, digest_file: Callable[[Path], str], *, locking: bool = False):
         self.target = target
+        #: True while `graphbuild lock` analyses: lock files may be missing or stale, since
+        #: the lock nodes are about to rewrite them.
+        self.locking = locking
         self._providers = providers
         self._root = workspace_root
         self._digest_file = digest_file
@@ -139,8 +142,8 @@ class RuleContext:
         node_id = f"{self.label}#{name}"
         if any(n.id == node_id for n in self.nodes):
             raise self.error(f"declares two nodes named '{name}'")
-        if phase not in PHASES:
-            raise self.error(f"node '{name}': phase must be one of {', '.join(PHASES)}")
+        if phase not in (*PHASES, LOCK_PHASE):
+            raise self.error(f"node '{name}': phase must be one of {', '.join((*PHASES, LOCK_PHASE))}")
         all_inputs: dict[str, Any] = {a: self.located(a) for a in attrs}
         all_inputs.update(inputs or {})
         deps = dict.fromkeys(ref.node_id for ref in iter_refs(all_inputs) if isinstance(ref, OutputRef))

@@ -1,6 +1,7 @@
-"""`graphbuild build|test|run TARGETS...`: take targets through a phase.
+"""`graphbuild build|test|run|lock TARGETS...`: take targets through a phase.
 
-build: the targets' build nodes; test: also their test nodes; run: everything (tests, pushes).
+build: the targets' build nodes; test: also their test nodes; run: everything (tests,
+pushes); lock: only the nodes that rewrite lock files (`--relock` does that before the rest).
 """
 
 from __future__ import annotations
@@ -10,41 +11,64 @@ import os
 import time
 from typing import Any
 
+from graphbuild.analysis.analyzer import Analysis
 from graphbuild.cache.blobs import CorruptBlob
 from graphbuild.cli.output import emit_json
 from graphbuild.cli.session import Session
-from graphbuild.errors import EXIT_BUILD_FAILED, EXIT_OK
+from graphbuild.errors import EXIT_BAD_INPUT, EXIT_BUILD_FAILED, EXIT_OK
 from graphbuild.execution.events import STATUSES, NodeOutcome
 from graphbuild.execution.materialize import materialize
 from graphbuild.execution.scheduler import Scheduler
-from graphbuild.nodes import OutputRef
+from graphbuild.labels import Label
+from graphbuild.nodes import LOCK_PHASE, OutputRef
 from graphbuild.reporting.console import ConsoleReporter
 from graphbuild.rule import DefaultInfo
 
+_HELP = {
+    "build": "build the targets' outputs (no tests, no pushes)",
+    "test": "build the targets and run their tests",
+    "run": "build, test, then run the targets' run-time actions (pushes); pushes wait for every test",
+    "lock": "rewrite the lock files the targets derive from their specs (resolves; needs the package index)",
+}
+
 
 def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
-    helps = {
-        "build": "build the targets' outputs (no tests, no pushes)",
-        "test": "build the targets and run their tests",
-        "run": "build, test and run the targets' run-time actions (pushes)",
-    }
-    for verb, text in helps.items():
+    for verb, text in _HELP.items():
         parser = sub.add_parser(verb, parents=[parent], help=text, description=text)
         parser.add_argument("targets", nargs="+", metavar="TARGET", help="labels or patterns (//envs:prod, //...)")
-        parser.set_defaults(handler=run_verb, phase={"build": "build", "test": "test", "run": "run"}[verb])
+        if verb != "lock":
+            parser.add_argument("--relock", action="store_true",
+                                help="update lock files first instead of failing when one is out of date")
+        parser.set_defaults(handler=run_verb, phase=verb)
 
 
 def run_verb(session: Session, args: argparse.Namespace) -> int:
     started = time.monotonic()
-    labels = session.labels(args.targets)
-    analysis = session.analyze(labels)
-    order = analysis.closure(labels, args.phase)
     reporter = ConsoleReporter(verbose=args.verbose, quiet=args.quiet or args.json)
+    labels = session.labels(args.targets)
+    outcomes: dict[str, NodeOutcome] = {}
+    lock_order: list[str] = []
+    if args.phase == LOCK_PHASE or getattr(args, "relock", False):
+        lock_analysis = session.analyze(labels, locking=True)
+        lock_order = lock_analysis.closure(labels, LOCK_PHASE)
+        outcomes = _execute(session, reporter, lock_analysis, lock_order, [])
+        analysis = lock_analysis
+    if args.phase != LOCK_PHASE and all(o.ok for o in outcomes.values()):
+        analysis = session.analyze(labels)
+        order = analysis.closure(labels, args.phase)
+        wanted = [ref for lab in labels for ref in analysis.providers[lab][DefaultInfo].files
+                  if isinstance(ref, OutputRef)]
+        outcomes.update(_execute(session, reporter, analysis, order, wanted))
+        _record_history(session, args.phase, labels, outcomes)
+    order = [*lock_order, *(nid for nid in outcomes if nid not in lock_order)]
+    return _report(args, reporter, analysis, labels, order, outcomes, time.monotonic() - started)
+
+
+def _execute(session: Session, reporter: ConsoleReporter, analysis: Analysis, order: list[str],
+             wanted: list[OutputRef]) -> dict[str, NodeOutcome]:
     scheduler = Scheduler(actions=session.actions, blobs=session.blobs, workspace_root=session.workspace.root,
                           tmp_dir=session.cache.tmp, reporter=reporter, jobs=session.jobs)
     outcomes = scheduler.run(analysis.nodes, order)
-    wanted = [ref for lab in labels for ref in analysis.providers[lab][DefaultInfo].files
-              if isinstance(ref, OutputRef)]
     for _ in range(3):
         try:
             materialize(wanted, outcomes, session.blobs, session.workspace.root, session.files.digest)
@@ -53,33 +77,43 @@ def run_verb(session: Session, args: argparse.Namespace) -> int:
             producer = next(nid for nid, o in outcomes.items() if any(v[0] == err.digest for v in o.outputs.values()))
             reporter.warning(f"corrupt blob sha256:{err.digest[:16]} (output of {producer}) removed; rebuilding it")
             outcomes.update(scheduler.run(analysis.nodes, order, force=[producer]))
-    run_id = f"{time.time_ns()}-{os.getpid()}"
-    session.history.record(run_id, {
+    return outcomes
+
+
+def _record_history(session: Session, phase: str, labels: list[Label], outcomes: dict[str, NodeOutcome]) -> None:
+    session.history.record(f"{time.time_ns()}-{os.getpid()}", {
         "time": time.time(),
-        "phase": args.phase,
+        "phase": phase,
         "nodes": {nid: [o.key, o.status, o.cached_from] for nid, o in outcomes.items()},
     }, [str(lab) for lab in labels])
-    elapsed = time.monotonic() - started
+
+
+def _report(args: argparse.Namespace, reporter: ConsoleReporter, analysis: Analysis, labels: list[Label],
+            order: list[str], outcomes: dict[str, NodeOutcome], elapsed: float) -> int:
     counts = {status: 0 for status in STATUSES}
     for outcome in outcomes.values():
         counts[outcome.status] += 1
-    summary = (f"{len(order)} nodes: {counts['ran']} ran, {counts['cached']} cached, {counts['failed']} failed"
-               + (f", {counts['skipped']} skipped" if counts["skipped"] else "") + f" in {elapsed:.2f} s")
-    failed = counts["failed"] + counts["skipped"] > 0
-    exit_code = EXIT_BUILD_FAILED if failed else EXIT_OK
+    failures = [outcomes[nid] for nid in order if outcomes[nid].status == "failed"]
+    if any(f.bad_input for f in failures):
+        exit_code = EXIT_BAD_INPUT
+    elif failures or counts["skipped"]:
+        exit_code = EXIT_BUILD_FAILED
+    else:
+        exit_code = EXIT_OK
     if args.json:
         emit_json({
             "command": args.phase,
             "targets": [str(lab) for lab in labels],
-            "nodes": [_node_json(analysis.nodes[nid], outcomes[nid]) for nid in order],
+            "nodes": [_node_json(analysis.nodes[nid], outcomes[nid]) for nid in order if nid in analysis.nodes],
             "summary": {**counts, "total": len(order), "seconds": round(elapsed, 3)},
             "exit_code": exit_code,
         })
-    else:
-        for nid in order:
-            if outcomes[nid].status == "failed":
-                reporter.info(f"FAILED: {nid}: {outcomes[nid].message}")
-        reporter.summary(summary)
+        return exit_code
+    for failure in failures:
+        where = f"{failure.location}: " if failure.location else ""
+        reporter.summary(f"FAILED {failure.node_id}: {where}{failure.message}")
+    reporter.summary(f"{len(order)} nodes: {counts['ran']} ran, {counts['cached']} cached, {counts['failed']} failed"
+                     + (f", {counts['skipped']} skipped" if counts["skipped"] else "") + f" in {elapsed:.2f} s")
     return exit_code
 
 
@@ -96,5 +130,6 @@ def _node_json(node: Any, outcome: NodeOutcome) -> dict[str, Any]:
         "outputs": {name: v[0] for name, v in outcome.outputs.items()},
         "metadata": outcome.metadata,
         "message": outcome.message or None,
+        "location": outcome.location,
         "log_tail": outcome.log_tail or None,
     }

@@ -73,8 +73,8 @@ class Session:
                 found[label] = None
         return list(found)
 
-    def analyze(self, labels: list[Label]) -> Analysis:
-        return Analyzer(self.loader, self.files.digest).analyze(labels)
+    def analyze(self, labels: list[Label], *, locking: bool = False) -> Analysis:
+        return Analyzer(self.loader, self.files.digest, locking=locking).analyze(labels)
 
     def close(self) -> None:
         if "files" in self.__dict__:

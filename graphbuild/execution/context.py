@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from graphbuild.nodes import ActionFailed, FileRef, Located, Node, OutputRef
+from graphbuild.nodes import LOCK_PHASE, ActionFailed, FileRef, Located, Node, OutputRef
 
 
 class ExecContext:
@@ -52,6 +52,19 @@ class ExecContext:
         target.parent.mkdir(parents=True, exist_ok=True)
         return target
 
+    def write_source(self, name: str, data: bytes) -> Path:
+        """Atomically rewrite a file of the node's package (lock nodes only: builds never
+        touch the workspace)."""
+        if self.node.phase != LOCK_PHASE:
+            raise ActionFailed(f"{self.node.id} is not a lock node and cannot write workspace files")
+        if name.startswith("/") or ".." in name.split("/"):
+            raise ActionFailed(f"{self.node.id}: {name!r} is outside its package")
+        dest = self.workspace_root / self.node.label.package / name
+        tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+        tmp.write_bytes(data)
+        os.replace(tmp, dest)
+        return dest
+
     def log(self, text: str) -> None:
         self._log.append(text if text.endswith("\n") else text + "\n")
 
@@ -70,7 +83,9 @@ class ExecContext:
             proc = subprocess.run(argv, cwd=cwd or self.scratch, env=full_env, shell=shell, text=True,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
         except subprocess.TimeoutExpired as err:
-            self.log(str(err.output or ""))
+            output = err.output or ""
+            # TimeoutExpired carries the bytes read so far even when text=True
+            self.log(output.decode(errors="replace") if isinstance(output, bytes) else output)
             raise ActionFailed(f"timed out after {timeout} s: {_show(argv)}") from None
         except OSError as err:
             raise ActionFailed(f"cannot run {_show(argv)}: {err}") from None

@@ -23,6 +23,8 @@ class NodeOutcome:
     log_tail: str = ""
     cached_from: str | None = None  # where a cached result came from ("local", another node...)
     detail: str = ""  # why it ran despite a cache entry (a corrupt blob...)
+    bad_input: bool = False  # the failure is the spec's fault: exit 2
+    location: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -38,6 +38,8 @@ def node_manifest(node: Node, output_digest: DigestOf, after_digest: Callable[[s
         else:
             keyed = _keyable(raw, output_digest)
             manifest[name] = component(keyed, location)
+            if isinstance(value, Located) and value.display is not None:
+                manifest[name] = Component(manifest[name].digest, value.display, manifest[name].location)
     return manifest
 
 

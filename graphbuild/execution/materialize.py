@@ -33,7 +33,7 @@ def materialize(refs: Iterable[OutputRef], outcomes: dict[str, NodeOutcome], blo
             continue
         source = blobs.verified_path(sha)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.tmp")
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")  # per process: two builds may write it at once
         shutil.copyfile(source, tmp)
         os.chmod(tmp, 0o755 if executable else 0o644)
         os.replace(tmp, dest)

@@ -127,8 +127,14 @@ class Scheduler:
         if record is None:
             return None
         if record["status"] == "ok":
-            if not all(self.blobs.has(sha, size) for sha, size, _ in record["outputs"].values()):
-                return None  # an output blob went missing (gc, disk cleanup): rebuild
+            for sha, size, _ in record["outputs"].values():
+                if not self.blobs.has(sha):
+                    return None  # an output blob went missing (gc, disk cleanup): rebuild
+                if not self.blobs.has(sha, size):
+                    self.reporter.warning(f"corrupt blob sha256:{sha[:16]} (output of {nid}, wrong size) "
+                                          f"removed; rebuilding {nid}")
+                    self.blobs.delete(sha)
+                    return None
             return NodeOutcome(nid, "cached", key=key, outputs=record["outputs"], metadata=record["metadata"],
                                output_digest=record["output_digest"], cached_from=_other(record.get("node"), nid))
         return NodeOutcome(nid, "failed", key=key, metadata=record["metadata"], message=record["message"],
@@ -166,7 +172,8 @@ class Scheduler:
         except ActionFailed as err:
             log = (ctx.log_text if ctx else "") + (err.details or "")
             outcome = NodeOutcome(node.id, "failed", key=key, message=err.message, metadata=err.metadata,
-                                  log_tail=_tail(log), duration=time.monotonic() - started)
+                                  log_tail=_tail(log), duration=time.monotonic() - started,
+                                  bad_input=err.bad_input, location=str(err.location) if err.location else None)
             if err.deterministic and node.cacheable:
                 self._record(key, node, manifest, outcome, log)
             return outcome

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import difflib
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -63,8 +64,14 @@ class _PackageEvaluation:
 
     def declare(self, rule: RuleDef, args: tuple, kwargs: dict[str, Any]) -> None:
         location, call = self._call_site()
-        kw_lines = {kw.arg: kw.value.lineno for kw in call.keywords if kw.arg} if call else {}
-        attr_locations = {k: Location(location.path, line) for k, line in kw_lines.items()}
+        attr_locations: dict[str, Location] = {}
+        for kw in call.keywords if call else ():
+            if kw.arg:
+                attr_locations[kw.arg] = Location(location.path, kw.value.lineno)
+                # each item of a literal list has its own line: `why` points at the one that changed
+                if isinstance(kw.value, ast.List | ast.Tuple):
+                    for index, item in enumerate(kw.value.elts):
+                        attr_locations[f"{kw.arg}[{index}]"] = Location(location.path, item.lineno)
         if args:
             self.errors.append(SpecError(f"rule '{rule.name}' takes keyword arguments only", location=location,
                                          hint=f'write {rule.name}(name = "...", ...)'))
@@ -136,8 +143,10 @@ class Loader:
                             location=referenced_at, hint=hint)
         package = self.package(label.package)
         if label.name not in package.targets:
-            choices = [str(Label(label.package, n)) for n in package.targets]
-            hint = did_you_mean(str(label), choices)
+            # compare names, not whole labels: the shared '//pkg:' would make any name look close
+            close = difflib.get_close_matches(label.name, sorted(package.targets), n=3, cutoff=0.6)
+            hint = ("did you mean " + " or ".join(repr(str(Label(label.package, n))) for n in close) + "?"
+                    if close else None)
             raise SpecError(f"no target '{label.name}' in package //{label.package} ({package.build_file})",
                             location=referenced_at, hint=hint)
         return package.targets[label.name]
@@ -232,7 +241,9 @@ class Loader:
         return {"load": load, "glob": glob, "fail": fail, "package_name": package_name, "print": print_}
 
     def _exec(self, tree: ast.Module, abs_path: str, rel: str, namespace: dict[str, Any]) -> None:
-        code = compile(tree, abs_path, "exec")
+        # dont_inherit: this module's `from __future__ import annotations` must not turn the
+        # user's annotations into strings (pydantic could not resolve them in a rule file)
+        code = compile(tree, abs_path, "exec", dont_inherit=True)
         try:
             exec(code, namespace)
         except GraphbuildError:

@@ -22,7 +22,8 @@ _WHY_NO_IMPORT = (
 # name -> why it is refused
 FORBIDDEN_NAMES: dict[str, str] = {
     **{n: "it performs I/O" for n in ("open", "input", "breakpoint", "exit", "quit", "help")},
-    **{n: "it runs code from a string" for n in ("exec", "eval", "compile", "__import__")},
+    **{n: "it runs code from a string" for n in ("exec", "eval", "compile")},
+    "__import__": "it imports a module, and code from outside the workspace cannot be cached reliably",
     **{n: "it inspects the interpreter" for n in ("globals", "locals", "vars", "dir", "id", "type", "object",
                                                   "super", "memoryview", "classmethod", "staticmethod",
                                                   "property", "setattr", "delattr")},
@@ -62,7 +63,8 @@ class _Checker(ast.NodeVisitor):
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         if node.attr.startswith("__"):
-            self._refuse(node, f"access to the dunder attribute '{node.attr}' is not allowed")
+            self._refuse(node, f"access to the dunder attribute '{node.attr}' is not allowed: "
+                               "reflection through dunder attributes reaches around these restrictions")
         self.generic_visit(node)
 
     def visit_Name(self, node: ast.Name) -> None:
@@ -77,7 +79,7 @@ class _Checker(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_While(self, node: ast.While) -> None:
-        self._construct(node, "'while'", "loop over a list or range() instead")
+        self._construct(node, "'while'", "a loop without a bound might never end: loop over a list or range() instead")
 
     def visit_Try(self, node: ast.AST) -> None:
         self._construct(node, "'try'", "call fail(\"message\") to report an error")
@@ -110,7 +112,8 @@ class _Checker(ast.NodeVisitor):
 
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
         if not self.allow_classes:
-            self._construct(node, "'class'", "define attribute models in a rule file loaded with load()")
+            self._construct(node, "'class'", "BUILD.envs only declares targets: define attribute models in a rule "
+                                             "file loaded with load()")
         else:
             self.generic_visit(node)
 

@@ -1,0 +1,1 @@
+"""Python environments: locked, layered, content-addressed package layers (`graphbuild.rules.python`)."""

@@ -1,0 +1,231 @@
+"""environment: a base, a stack of py_layers and libraries -> locked, content-addressed layers.
+
+Analysis reads the environment's lock (`pylock.<name>.toml`) and declares one node per
+layer: the venv skeleton, each py_layer's difference set, the libraries' own dependencies,
+and one layer per library.  A layer's key is exactly its locked wheels, the Python and
+platform, and the layer format; environments that lock a layer to the same wheels share it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graphbuild.api import (
+    Attrs,
+    DefaultInfo,
+    Field,
+    LabelAttr,
+    Located,
+    NodeHandle,
+    OutputRef,
+    Provider,
+    RuleContext,
+    SpecError,
+    rule,
+)
+from graphbuild.rules.python import lockfile, platforms
+from graphbuild.rules.python.layers import DEFAULT_PREFIX, LAYER_FORMAT, build_layer, build_venv_layer
+from graphbuild.rules.python.locking import LIBRARIES_GROUP, lock_environment
+from graphbuild.rules.python.providers import PyLayerInfo, PyLibraryInfo
+from graphbuild.rules.python.requirements import name_of
+from graphbuild.rules.python.wheels import wheel_from_git, wheel_from_sdist
+
+
+class EnvironmentAttrs(Attrs):
+    layers: list[LabelAttr] = Field(default=[], description="py_layer targets (their lower layers come along).")
+    libraries: list[LabelAttr] = Field(default=[], description="py_library / git_library targets to install.")
+    python: str = Field(default="3.11", description="The image's Python version (MAJOR.MINOR).")
+    platform: str = Field(default="x86_64-manylinux_2_36", description="Wheel platform of the image.")
+    prefix: str = Field(default=DEFAULT_PREFIX, description="Where the environment lives in the image.")
+    interpreter: str = Field(default="/usr/bin/python3", description="The base image's Python interpreter.")
+    bytecode: bool = Field(default=True, description="Ship hash-based .pyc files (faster imports, read-only "
+                                                      "roots); see BENCHMARKS.md for the measurement.")
+
+
+class EnvironmentInfo(Provider):
+    """What an image needs from an environment: its layers, bottom first, and its lock."""
+
+    label: str
+    layers: tuple[OutputRef, ...]
+    layer_names: tuple[str, ...]
+    python: str
+    prefix: str
+    lock_path: str
+    lock_digest: str
+    libraries: tuple[PyLibraryInfo, ...]
+    packages: dict[str, dict] = Field(description="canonical name -> {version, sha256} of every locked package")
+    closures: dict[str, list[str]] = Field(description="library label -> packages in its dependency closure")
+
+
+@rule(attrs=EnvironmentAttrs, version=1)
+def environment(ctx: RuleContext, attrs: EnvironmentAttrs) -> list[Provider]:
+    """A Python environment: locked as a whole, built as a stack of shared layers."""
+    for check, attr in ((platforms.check_python(attrs.python), "python"),
+                        (platforms.check_platform(attrs.platform), "platform")):
+        if check:
+            raise ctx.error(check, attr=attr)
+    stack = _layer_stack(ctx, attrs)
+    libraries = _libraries(ctx, attrs)
+    spec, where = _spec(ctx, attrs, stack, libraries)
+    name = lockfile.lock_name(ctx.label.name)
+    ctx.action("lock", executor=lock_environment, phase="lock", kind="environment.lock",
+               inputs={"spec": spec, "where": where, "lock_name": name})
+    if ctx.locking:
+        return [DefaultInfo()]
+    lock = _read_lock(ctx, name, spec, where)
+    lock_file = ctx.file(name)
+    common = {"python": attrs.python, "platform": attrs.platform, "format": LAYER_FORMAT,
+              "prefix": attrs.prefix, "bytecode": attrs.bytecode}
+    layers: list[NodeHandle] = [ctx.action(
+        "layer.venv", executor=build_venv_layer, outputs=["layer.tar"], kind="python.venv_layer",
+        inputs={"python": attrs.python, "prefix": attrs.prefix, "interpreter": attrs.interpreter,
+                "format": LAYER_FORMAT})]
+    via = _requirement_of(lock, stack, libraries)
+    for group in lock.layers:
+        if not group["packages"]:
+            continue
+        short = "libdeps" if group["label"] == LIBRARIES_GROUP else group["label"].rsplit(":", 1)[-1]
+        inputs: dict[str, Any] = dict(common)
+        for package in group["packages"]:
+            inputs[f"pkg:{package}"] = _package_input(ctx, lock, package, attrs, via.get(package))
+        layers.append(ctx.action(f"layer.{short}", executor=build_layer, inputs=inputs, outputs=["layer.tar"],
+                                 kind="python.layer", description=f"layer {short} of {ctx.label}"))
+    for library in libraries:
+        wheel = library.wheel or _git_wheel(ctx, library, lock)
+        layers.append(ctx.action(
+            f"lib.{library.label.rsplit(':', 1)[-1]}", executor=build_layer, outputs=["layer.tar"],
+            kind="python.library_layer",
+            inputs={**common, f"pkg:{library.name}": {"name": library.name, **wheel}}))
+    closures = {lib.label: lock.closure(_requirement_names(lib, lock)) for lib in libraries}
+    info = EnvironmentInfo(
+        label=str(ctx.label), layers=tuple(h.output("layer.tar") for h in layers),
+        layer_names=tuple(h.id.split("#", 1)[1] for h in layers), python=attrs.python, prefix=attrs.prefix,
+        lock_path=lock_file.path, lock_digest=lock_file.digest, libraries=tuple(libraries),
+        packages={n: {"version": p.get("version", ""), "sha256": _wheel_sha(p, attrs)}
+                  for n, p in lock.packages.items()},
+        closures=closures,
+    )
+    return [info, DefaultInfo()]
+
+
+def _layer_stack(ctx: RuleContext, attrs: EnvironmentAttrs) -> list[tuple[str, tuple[Located, ...]]]:
+    stack: list[tuple[str, tuple[Located, ...]]] = []
+    for label in attrs.layers:
+        for entry in ctx.provider(label, PyLayerInfo, attr="layers").stack:
+            if entry[0] not in [s[0] for s in stack]:
+                stack.append(entry)
+    return stack
+
+
+def _libraries(ctx: RuleContext, attrs: EnvironmentAttrs) -> list[PyLibraryInfo]:
+    found: dict[str, PyLibraryInfo] = {}
+    for label in attrs.libraries:
+        info = ctx.provider(label, PyLibraryInfo, attr="libraries")
+        found[info.label] = info
+    for info in list(found.values()):
+        for dep in info.deps:
+            if dep not in found:
+                raise ctx.error(f"library {info.label} needs {dep}; add it to libraries", attr="libraries")
+    return list(found.values())
+
+
+def _spec(ctx: RuleContext, attrs: EnvironmentAttrs, stack: list, libraries: list[PyLibraryInfo]
+          ) -> tuple[dict[str, Any], dict[str, str]]:
+    where: dict[str, str] = {}
+    layers = []
+    for label, reqs in stack:
+        layers.append({"label": label, "requirements": [r.value for r in reqs]})
+        for r in reqs:
+            where[f"{label}|{r.value}"] = str(r.location)
+    libs = []
+    for lib in libraries:
+        entry: dict[str, Any] = {"label": lib.label, "name": lib.name,
+                                 "requirements": [r.value for r in lib.requirements]}
+        if lib.git:
+            entry["git"] = lib.git
+        for r in lib.requirements:
+            where[f"{LIBRARIES_GROUP}|{r.value}"] = str(r.location)
+        where[lib.label] = str(ctx.attr_location("libraries"))
+        libs.append(entry)
+    spec = {"python": attrs.python, "platform": attrs.platform, "layers": layers, "libraries": libs}
+    return spec, where
+
+
+def _read_lock(ctx: RuleContext, name: str, spec: dict[str, Any], where: dict[str, str]) -> lockfile.Lock:
+    relock = f"run 'graphbuild lock {ctx.label}' (or pass --relock)"
+    path = f"{ctx.package}/{name}".lstrip("/")
+    if not (ctx.workspace_root / path).is_file():
+        raise SpecError(f"{ctx.label} has no lock file {path}", location=ctx.attr_location(), hint=relock)
+    try:
+        lock = lockfile.parse(ctx.read_text(name))
+    except (ValueError, KeyError) as err:
+        raise SpecError(f"{path} is not a valid graphbuild lock: {err}", location=ctx.attr_location(),
+                        hint=relock) from None
+    locked_spec = {k: v for k, v in lock.spec.items()}
+    current = dict(spec)
+    # git libraries are compared by what the spec says (branch), not the commit the lock found
+    if locked_spec != current:
+        changes = lockfile.spec_changes(locked_spec, current, where)
+        raise SpecError(f"the lock of {ctx.label} ({path}) is out of date: " + "; ".join(changes),
+                        location=ctx.attr_location(), hint=relock)
+    return lock
+
+
+def _requirement_of(lock: lockfile.Lock, stack: list, libraries: list[PyLibraryInfo]) -> dict[str, Located]:
+    """For each locked package, the spec requirement that brought it in (for `why`)."""
+    found: dict[str, Located] = {}
+    sources = [r for _, reqs in stack for r in reqs] + [r for lib in libraries for r in lib.requirements]
+    for requirement in sources:
+        for package in lock.closure([name_of(requirement.value)]):
+            found.setdefault(package, requirement)
+    return found
+
+
+def _package_input(ctx: RuleContext, lock: lockfile.Lock, package: str, attrs: EnvironmentAttrs,
+                   requirement: Located | None) -> Located:
+    entry = lock.packages[package]
+    version = entry.get("version", "")
+    wheel = platforms.best_wheel(entry.get("wheels", []), attrs.python, attrs.platform)
+    location = requirement.location if requirement else None
+    shown = f"{package} {version}" + (f" (via {requirement.value!r})" if requirement else "")
+    if wheel is not None:
+        value = {"name": package, "version": version, "url": wheel["url"], "sha256": wheel["hashes"]["sha256"]}
+        return Located(value, location, display=shown)
+    sdist = entry.get("sdist")
+    if not sdist:
+        raise ctx.error(f"locked package {package} {version} has no wheel for {attrs.platform} and no sdist",
+                        hint="relock, or pick a version that publishes wheels for this platform")
+    filename = sdist.get("name") or sdist["url"].rsplit("/", 1)[-1]
+    node = ctx.action(f"sdist.{package}", executor=wheel_from_sdist, outputs=["wheel", "filename"],
+                      kind="python.sdist_wheel",
+                      inputs={"url": sdist["url"], "sha256": sdist["hashes"]["sha256"], "filename": filename})
+    value = {"name": package, "version": version, "wheel": node.output("wheel"), "filename": node.output("filename")}
+    return Located(value, location, display=shown + " (built from sdist)")
+
+
+def _git_wheel(ctx: RuleContext, library: PyLibraryInfo, lock: lockfile.Lock) -> dict[str, OutputRef]:
+    locked = lock.libraries.get(library.label)
+    if not locked or not locked.get("commit"):
+        raise ctx.error(f"the lock has no commit for {library.label}", attr="libraries",
+                        hint=f"run 'graphbuild lock {ctx.label}'")
+    node = ctx.action(
+        f"git.{library.label.rsplit(':', 1)[-1]}", executor=wheel_from_git, outputs=["wheel", "filename"],
+        kind="git_library.wheel",
+        inputs={"url": library.git["url"], "subdir": library.git["subdir"],
+                "commit": Located(locked["commit"], ctx.attr_location("libraries"),
+                                  display=f"{library.git['ref_kind']} {library.git['ref']} at {locked['commit']}")})
+    return {"wheel": node.output("wheel"), "filename": node.output("filename")}
+
+
+def _requirement_names(library: PyLibraryInfo, lock: lockfile.Lock) -> list[str]:
+    """A library's direct requirements: from its pyproject (in-repo) or as locked (git)."""
+    if library.kind == "git":
+        return [name_of(r) for r in lock.libraries.get(library.label, {}).get("requirements", [])]
+    return [name_of(r.value) for r in library.requirements]
+
+
+def _wheel_sha(entry: dict, attrs: EnvironmentAttrs) -> str:
+    wheel = platforms.best_wheel(entry.get("wheels", []), attrs.python, attrs.platform)
+    if wheel:
+        return wheel["hashes"]["sha256"]
+    return (entry.get("sdist") or {}).get("hashes", {}).get("sha256", "")

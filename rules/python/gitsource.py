@@ -1,0 +1,52 @@
+"""Git sources of libraries: a ref resolved to a commit, and files read at that commit."""
+
+from __future__ import annotations
+
+import subprocess
+import tomllib
+from pathlib import Path
+
+from graphbuild.api import ActionFailed
+
+_GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "LC_ALL": "C"}
+
+
+def git(args: list[str], *, cwd: Path | None = None) -> str:
+    import os
+
+    proc = subprocess.run(["git", *args], cwd=cwd, text=True, capture_output=True,
+                          env={**os.environ, **_GIT_ENV}, timeout=600)
+    if proc.returncode != 0:
+        raise ActionFailed(f"git {' '.join(args[:2])} failed: {proc.stderr.strip().splitlines()[-1:]}",
+                           details=proc.stderr)
+    return proc.stdout
+
+
+def resolve_ref(url: str, kind: str, ref: str) -> str | None:
+    """The commit a branch or tag names now (None: no such ref); a commit is returned as is."""
+    if kind == "commit":
+        return ref
+    patterns = [f"refs/heads/{ref}"] if kind == "branch" else [f"refs/tags/{ref}^{{}}", f"refs/tags/{ref}"]
+    found = {}
+    for line in git(["ls-remote", url, *patterns]).splitlines():
+        sha, name = line.split("\t", 1)
+        found[name] = sha
+    for pattern in patterns:
+        if pattern in found:
+            return found[pattern]
+    return None
+
+
+def checkout(url: str, commit: str, dest: Path) -> Path:
+    """A work tree of `url` at `commit` in `dest` (a fresh clone: works for any commit)."""
+    git(["clone", "--quiet", "--no-checkout", url, str(dest)])
+    git(["-c", "advice.detachedHead=false", "checkout", "--quiet", commit], cwd=dest)
+    return dest
+
+
+def project_table(tree: Path, subdir: str) -> dict:
+    path = tree / subdir / "pyproject.toml" if subdir else tree / "pyproject.toml"
+    try:
+        return tomllib.loads(path.read_text()).get("project", {})
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise ActionFailed(f"cannot read {path.name} of the library: {err}", bad_input=True) from None

@@ -1,0 +1,127 @@
+"""Package layers: locked wheels installed on the host for the image's Python, as a deterministic tar.
+
+Files land where the image's environment expects them (`<prefix>/lib/pythonX.Y/site-packages`,
+console scripts in `<prefix>/bin` with `#!<prefix>/bin/python`); nothing of the host leaks in
+(no host paths, no mtimes, no `__pycache__` compiled by the host unless asked, hash-based then).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from graphbuild.api import ActionFailed, ExecContext, executor
+from graphbuild.rules.python.uv import run_uv
+from graphbuild.rules.tarball import write_entries, write_tree
+
+#: Bump when the layout of a layer changes (paths, modes, what is stripped).
+LAYER_FORMAT = 1
+DEFAULT_PREFIX = "/opt/env"
+
+
+def site_packages(prefix: str, python: str) -> str:
+    return f"{prefix}/lib/python{python}/site-packages"
+
+
+@executor("python.layer", version=2)
+def build_layer(ctx: ExecContext) -> dict[str, Any]:
+    python, platform, prefix = ctx.inputs["python"], ctx.inputs["platform"], ctx.inputs["prefix"]
+    packages = {k.removeprefix("pkg:"): v for k, v in ctx.inputs.items() if k.startswith("pkg:")}
+    lines = []
+    wheels_dir = ctx.scratch / "wheels"
+    wheels_dir.mkdir()
+    for _, entry in sorted(packages.items()):
+        if "url" in entry:
+            lines.append(f"{entry['name']} @ {entry['url']} --hash=sha256:{entry['sha256']}")
+        else:  # a wheel built by another node: its file name is its second output
+            filename = Path(entry["filename"]).read_text().strip()
+            local = wheels_dir / filename
+            shutil.copyfile(entry["wheel"], local)
+            lines.append(str(local))
+    staging = ctx.scratch / "staging"
+    (ctx.scratch / "layer.txt").write_text("\n".join(lines) + "\n")
+    proc = run_uv(["pip", "install", "--target", str(staging), "--no-deps", "--no-build", "--link-mode", "copy",
+                   "--no-compile", "--python-version", python, "--python-platform", platform, "--quiet",
+                   "-r", str(ctx.scratch / "layer.txt")], cwd=ctx.scratch)
+    ctx.log(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        raise ActionFailed(f"uv could not install the layer's {len(lines)} wheels", details=proc.stderr)
+    root = ctx.scratch / "root"
+    sp = root / site_packages(prefix, python).lstrip("/")
+    bindir = root / f"{prefix}/bin".lstrip("/")
+    sp.parent.mkdir(parents=True)
+    if (staging / "bin").is_dir():
+        shutil.move(staging / "bin", bindir)
+        _fix_scripts(bindir, f"{prefix}/bin/python")
+    staging.rename(sp)
+    _strip_host_state(sp)
+    if ctx.inputs.get("bytecode"):
+        _compile(ctx, root, python)
+    sha = write_tree(root, ctx.out("layer.tar"))
+    count = sum(1 for _ in root.rglob("*"))
+    return {"sha256": sha, "entries": count, "packages": sorted(packages)}
+
+
+@executor("python.venv", version=1)
+def build_venv_layer(ctx: ExecContext) -> dict[str, Any]:
+    """The environment's skeleton: a venv at the prefix using the base image's interpreter."""
+    prefix, python, interpreter = ctx.inputs["prefix"], ctx.inputs["python"], ctx.inputs["interpreter"]
+    home = str(Path(interpreter).parent)
+    cfg = f"home = {home}\ninclude-system-site-packages = false\nversion = {python}\n"
+    base = prefix.lstrip("/")
+    files = {f"{base}/pyvenv.cfg": (cfg.encode(), 0o644),
+             f"{base}/lib/python{python}/site-packages/.keep": (b"", 0o644)}
+    links = {f"{base}/bin/python": interpreter, f"{base}/bin/python3": "python",
+             f"{base}/bin/python{python}": "python", f"{base}/lib64": "lib"}
+    sha = write_entries(ctx.out("layer.tar"), files, links)
+    return {"sha256": sha}
+
+
+def _fix_scripts(bindir: Path, interpreter: str) -> None:
+    for script in sorted(bindir.iterdir()):
+        if not script.is_file():
+            continue
+        data = script.read_bytes()
+        if data.startswith(b"#!"):
+            first, _, rest = data.partition(b"\n")
+            if b"python" in first:
+                script.write_bytes(b"#!" + interpreter.encode() + b"\n" + rest)
+        os.chmod(script, 0o755)
+
+
+def _strip_host_state(site: Path) -> None:
+    """Remove what would differ between machines or runs: caches, uv's lock of the target
+    directory, and uv's notes on where a local wheel came from (scratch paths, timestamps)."""
+    for cache in sorted(site.rglob("__pycache__"), reverse=True):
+        shutil.rmtree(cache, ignore_errors=True)
+    (site / ".lock").unlink(missing_ok=True)
+    for dist_info in site.glob("*.dist-info"):
+        dropped = [dist_info / "uv_cache.json"]
+        direct_url = dist_info / "direct_url.json"
+        if direct_url.is_file() and b'"file://' in direct_url.read_bytes():
+            dropped.append(direct_url)
+        dropped = [p for p in dropped if p.is_file()]
+        for path in dropped:
+            path.unlink()
+        record = dist_info / "RECORD"
+        if dropped and record.is_file():
+            names = {f"{dist_info.name}/{p.name}," for p in dropped}
+            kept = [line for line in record.read_text().splitlines() if not any(line.startswith(n) for n in names)]
+            record.write_text("\n".join(kept) + "\n")
+
+
+def _compile(ctx: ExecContext, root: Path, python: str) -> None:
+    """Hash-based .pyc files (no mtimes: reproducible), compiled for the image's paths."""
+    if f"{sys.version_info[0]}.{sys.version_info[1]}" != python:
+        ctx.log(f"bytecode skipped: graphbuild runs on Python {sys.version_info[0]}.{sys.version_info[1]}, "
+                f"the image has {python}")
+        return
+    proc = subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "1", "--invalidation-mode",
+                           "unchecked-hash", "-s", str(root), "-p", "/", str(root)],
+                          env={**os.environ, "PYTHONHASHSEED": "0"}, capture_output=True, text=True)
+    if proc.returncode not in (0, 1):  # 1: some file did not compile (a py2 test fixture...): still fine
+        raise ActionFailed("compiling bytecode failed", details=proc.stderr)

@@ -1,0 +1,88 @@
+"""Resolving requirement sets with `uv pip compile` for a target Python and platform."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+from graphbuild.rules.python.uv import run_uv
+
+
+@dataclass
+class Resolution:
+    pins: dict[str, str]  # canonical name -> version
+    parents: dict[str, set[str]]  # canonical name -> names (or "-r file") that pulled it in
+
+
+class ResolutionError(Exception):
+    def __init__(self, explanation: str):
+        super().__init__(explanation)
+        self.explanation = explanation
+
+
+_PIN_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s#;]+)")
+
+
+def _common(python: str, platform: str) -> list[str]:
+    return ["--python-version", python, "--python-platform", platform, "--no-header", "--quiet"]
+
+
+def resolve(groups: dict[str, list[str]], constraints: dict[str, str], *, python: str, platform: str,
+            workdir: Path) -> Resolution:
+    """Resolve the union of requirement groups (one `-r` file each), pinned to `constraints`."""
+    args = ["pip", "compile", *_write_groups(groups, workdir), "--annotation-style", "line",
+            *_common(python, platform)]
+    args += _constraint_args(constraints, workdir)
+    proc = run_uv(args, cwd=workdir)
+    if proc.returncode != 0:
+        raise ResolutionError(_explanation(proc.stderr))
+    pins: dict[str, str] = {}
+    parents: dict[str, set[str]] = {}
+    for line in proc.stdout.splitlines():
+        match = _PIN_RE.match(line)
+        if not match:
+            continue
+        name = canonicalize_name(match.group(1))
+        pins[name] = match.group(2)
+        via = line.split("# via", 1)[1] if "# via" in line else ""
+        parents[name] = {p.strip() if p.strip().startswith("-r") else canonicalize_name(p.strip())
+                         for p in via.split(",") if p.strip()}
+    return Resolution(pins, parents)
+
+
+def pylock(groups: dict[str, list[str]], pins: dict[str, str], *, python: str, platform: str,
+           workdir: Path) -> str:
+    """The PEP 751 document uv writes for exactly `pins` (hashes, URLs, sizes)."""
+    output = workdir / "pylock.toml"
+    output.unlink(missing_ok=True)
+    args = ["pip", "compile", *_write_groups(groups, workdir), "--format", "pylock.toml", "-o", output.name,
+            *_common(python, platform), *_constraint_args(pins, workdir)]
+    proc = run_uv(args, cwd=workdir)
+    if proc.returncode != 0:
+        raise ResolutionError(_explanation(proc.stderr))
+    return output.read_text()
+
+
+def _write_groups(groups: dict[str, list[str]], workdir: Path) -> list[str]:
+    files = []
+    for index, (group, requirements) in enumerate(groups.items()):
+        path = workdir / f"group-{index}.in"
+        path.write_text(f"# {group}\n" + "".join(r + "\n" for r in requirements))
+        files.append(path.name)
+    return files
+
+
+def _constraint_args(constraints: dict[str, str], workdir: Path) -> list[str]:
+    if not constraints:
+        return []
+    path = workdir / "constraints.txt"
+    path.write_text("".join(f"{name}=={version}\n" for name, version in sorted(constraints.items())))
+    return ["-c", path.name]
+
+
+def _explanation(stderr: str) -> str:
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    return "\n".join(lines[-12:]) or "uv failed without a message"

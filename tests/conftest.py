@@ -1,0 +1,74 @@
+"""Test helpers: small workspaces written into a temp dir, and graphbuild run against them."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from graphbuild.cli.main import main
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    def statuses(self) -> dict[str, str]:
+        """node id -> status, from a `--json` build/test/run."""
+        return {n["id"]: n["status"] for n in self.json["nodes"]}
+
+    def ran(self) -> set[str]:
+        return {nid for nid, status in self.statuses().items() if status == "ran"}
+
+
+class TestWorkspace:
+    """A workspace in a temp dir with its own cache dir."""
+
+    def __init__(self, root: Path, cache: Path):
+        self.root = root
+        self.cache = cache
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "graphbuild.toml").touch()
+
+    def write(self, rel: str, text: str) -> Path:
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+        return path
+
+    def gb(self, *args: str, cwd: Path | None = None) -> Result:
+        """Run graphbuild in this process (fast); `--json` output parsed by `Result.json`."""
+        out, err = io.StringIO(), io.StringIO()
+        argv = [*args, "--cache-dir", str(self.cache), "-C", str(cwd or self.root)]
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as exc:  # argparse usage errors
+                code = int(exc.code or 0)
+        return Result(code, out.getvalue(), err.getvalue())
+
+    def gb_process(self, *args: str, **kwargs: Any) -> subprocess.Popen:
+        """Run graphbuild as a separate process (for kill and concurrency tests)."""
+        argv = [sys.executable, "-m", "graphbuild", *args, "--cache-dir", str(self.cache), "-C", str(self.root)]
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"}, **kwargs)
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> TestWorkspace:
+    return TestWorkspace(tmp_path / "ws", tmp_path / "cache")

@@ -130,6 +130,7 @@ def _node_json(node: Any, outcome: NodeOutcome) -> dict[str, Any]:
         "outputs": {name: v[0] for name, v in outcome.outputs.items()},
         "metadata": outcome.metadata,
         "message": outcome.message or None,
+        "detail": outcome.detail or None,
         "location": outcome.location,
         "log_tail": outcome.log_tail or None,
     }

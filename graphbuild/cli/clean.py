@@ -38,13 +38,12 @@ def parse_size(text: str) -> int:
 
 
 def run_clean(session: Session, args: argparse.Namespace) -> int:
-    root = session.cache.root
+    cache = session.cache
+    root = cache.root
     session.close()
-    for child in root.iterdir():
-        if child.is_dir():
-            shutil.rmtree(child, ignore_errors=True)
-        else:
-            child.unlink(missing_ok=True)
+    # Only what graphbuild keeps there: the directory may be shared with other files.
+    for sub in (cache.blobs, cache.actions, cache.history, cache.tmp):
+        shutil.rmtree(sub, ignore_errors=True)
     shutil.rmtree(session.workspace.root / OUT_DIR, ignore_errors=True)
     session.__dict__.pop("actions", None)
     session.__dict__.pop("files", None)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -66,7 +68,8 @@ class ExecContext:
         return dest
 
     def log(self, text: str) -> None:
-        self._log.append(text if text.endswith("\n") else text + "\n")
+        if text:
+            self._log.append(text if text.endswith("\n") else text + "\n")
 
     @property
     def log_text(self) -> str:
@@ -80,15 +83,20 @@ class ExecContext:
                     "TMPDIR": str(self.scratch), "LANG": "C.UTF-8"}
         full_env.update(env or {})
         try:
-            proc = subprocess.run(argv, cwd=cwd or self.scratch, env=full_env, shell=shell, text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
-        except subprocess.TimeoutExpired as err:
-            output = err.output or ""
-            # TimeoutExpired carries the bytes read so far even when text=True
-            self.log(output.decode(errors="replace") if isinstance(output, bytes) else output)
-            raise ActionFailed(f"timed out after {timeout} s: {_show(argv)}") from None
+            # Its own session: on a timeout the whole process group goes, not just the shell.
+            child = subprocess.Popen(argv, cwd=cwd or self.scratch, env=full_env, shell=shell, text=True,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as err:
             raise ActionFailed(f"cannot run {_show(argv)}: {err}") from None
+        try:
+            stdout, _ = child.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            stdout, _ = child.communicate()
+            self.log(stdout or "")
+            raise ActionFailed(f"timed out after {timeout} s: {_show(argv)}") from None
+        proc = subprocess.CompletedProcess(argv, child.returncode, stdout, None)
         self.log(proc.stdout)
         if check and proc.returncode != 0:
             raise ActionFailed(f"command exited with {proc.returncode}: {_show(argv)}",

@@ -212,6 +212,7 @@ def _git_wheel(ctx: RuleContext, library: PyLibraryInfo, lock: lockfile.Lock) ->
         f"git.{library.label.rsplit(':', 1)[-1]}", executor=wheel_from_git, outputs=["wheel", "filename"],
         kind="git_library.wheel",
         inputs={"url": library.git["url"], "subdir": library.git["subdir"],
+                "package": library.label.split(":")[0].removeprefix("//"),
                 "commit": Located(locked["commit"], ctx.attr_location("libraries"),
                                   display=f"{library.git['ref_kind']} {library.git['ref']} at {locked['commit']}")})
     return {"wheel": node.output("wheel"), "filename": node.output("filename")}

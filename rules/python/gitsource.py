@@ -22,6 +22,13 @@ def git(args: list[str], *, cwd: Path | None = None) -> str:
     return proc.stdout
 
 
+def absolute_url(url: str, workspace_root: Path, package: str) -> str:
+    """A URL written as a relative path (`../repos/lib.git`) is relative to its BUILD.envs."""
+    if url.startswith(("./", "../")):
+        return (workspace_root / package / url).resolve().as_uri()
+    return url
+
+
 def resolve_ref(url: str, kind: str, ref: str) -> str | None:
     """The commit a branch or tag names now (None: no such ref); a commit is returned as is."""
     if kind == "commit":

@@ -28,6 +28,11 @@ def lock_environment(ctx: ExecContext) -> dict[str, Any]:
     where: dict[str, str] = ctx.inputs["where"]
     python, platform = spec["python"], spec["platform"]
     libraries = [_resolve_library(ctx, lib, where) for lib in spec["libraries"]]
+    # A library may require another library of the environment: that one is built from its
+    # source, not looked up on the index.
+    in_env = {canonicalize_name(lib["name"]) for lib in libraries}
+    for lib in libraries:
+        lib["requirements"] = [r for r in lib["requirements"] if name_of(r) not in in_env]
     groups: dict[str, list[str]] = {}
     pins: dict[str, str] = {}
     parents: dict[str, set[str]] = {}
@@ -69,12 +74,13 @@ def _resolve_library(ctx: ExecContext, lib: dict[str, Any], where: dict[str, str
     if not lib.get("git"):
         return {**lib, "commit": None}
     git = lib["git"]
-    commit = gitsource.resolve_ref(git["url"], git["ref_kind"], git["ref"])
+    url = gitsource.absolute_url(git["url"], ctx.workspace_root, lib["label"].split(":")[0].removeprefix("//"))
+    commit = gitsource.resolve_ref(url, git["ref_kind"], git["ref"])
     location = where.get(lib["label"])
     if commit is None:
         raise ActionFailed(f"{lib['label']}: {git['ref_kind']} {git['ref']!r} not found in {git['url']}",
                            bad_input=True, location=_location(location))
-    tree = gitsource.checkout(git["url"], commit, ctx.scratch / f"git-{canonicalize_name(lib['label'])}")
+    tree = gitsource.checkout(url, commit, ctx.scratch / f"git-{canonicalize_name(lib['label'])}")
     project = gitsource.project_table(tree, git["subdir"])
     if "name" not in project:
         raise ActionFailed(f"{lib['label']}: pyproject.toml at {commit[:12]} has no [project] name",

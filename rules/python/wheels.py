@@ -43,8 +43,9 @@ def wheel_from_workspace(ctx: ExecContext) -> dict[str, Any]:
 
 @executor("python.wheel.git", version=1)
 def wheel_from_git(ctx: ExecContext) -> dict[str, Any]:
-    """Inputs: `url`, `commit`, `subdir`."""
-    tree = gitsource.checkout(ctx.inputs["url"], ctx.inputs["commit"], ctx.scratch / "checkout")
+    """Inputs: `url`, `commit`, `subdir`, `package` (where a relative url is relative to)."""
+    url = gitsource.absolute_url(ctx.inputs["url"], ctx.workspace_root, ctx.inputs["package"])
+    tree = gitsource.checkout(url, ctx.inputs["commit"], ctx.scratch / "checkout")
     shutil.rmtree(tree / ".git")
     return _build(ctx, tree / ctx.inputs["subdir"] if ctx.inputs["subdir"] else tree)
 

@@ -31,8 +31,12 @@ def sha256_file(path: Path) -> str:
 
 
 class BlobStore:
+    """Blobs live at `<root>/sha256/<hex>`: the `blobs/` directory of an OCI image layout, so an
+    image in the cache is just an `index.json` and an `oci-layout` file beside this store."""
+
     def __init__(self, root: Path, tmp: Path):
         self.root = root
+        self._dir = str(root / "sha256")
         self.tmp = tmp
         # Blobs verified by this process, with the (size, mtime) seen then: a blob read by
         # many dependents is hashed once.
@@ -40,7 +44,14 @@ class BlobStore:
         self._lock = threading.Lock()
 
     def path(self, digest: str) -> Path:
-        return self.root / digest[:2] / digest
+        return self.root / "sha256" / digest
+
+    def size(self, digest: str) -> int | None:
+        """The stored blob's size, or None when there is none (a plain stat: hot in no-op builds)."""
+        try:
+            return os.stat(os.path.join(self._dir, digest)).st_size
+        except OSError:
+            return None
 
     def has(self, digest: str, size: int | None = None) -> bool:
         try:
@@ -115,8 +126,7 @@ class BlobStore:
             self._verified.pop(digest, None)
 
     def iter_blobs(self) -> Iterator[tuple[str, int]]:
-        for sub in sorted(self.root.iterdir()) if self.root.is_dir() else ():
-            if sub.is_dir():
-                for blob in sub.iterdir():
-                    with contextlib.suppress(FileNotFoundError):
-                        yield blob.name, blob.stat().st_size
+        directory = self.root / "sha256"
+        for blob in sorted(directory.iterdir()) if directory.is_dir() else ():
+            with contextlib.suppress(FileNotFoundError):
+                yield blob.name, blob.stat().st_size

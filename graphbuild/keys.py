@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import xxhash
@@ -17,30 +17,45 @@ import xxhash
 from graphbuild.errors import Location
 
 #: Bump when the key layout itself changes: every key changes with it.
-KEY_FORMAT = 1
+KEY_FORMAT = 2
 _DISPLAY_LIMIT = 160
 
 
 def canonical(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """Type-tagged bytes. The common shapes (a string, None, a list of strings) get cheap
+    encodings, since every node of every run is keyed; anything else is sorted, compact JSON."""
+    kind = type(value)
+    if kind is str:
+        return b"s" + value.encode()
+    if value is None:
+        return b"n"
+    if kind is bool:
+        return b"jtrue" if value else b"jfalse"
+    if kind is int or (kind is float and value == value and abs(value) != float("inf")):
+        return b"j" + repr(value).encode()  # what JSON writes for them
+    if kind is list and all(type(item) is str and "\0" not in item for item in value):
+        return b"l" + "\0".join(value).encode() if value else b"l0"
+    return b"j" + json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def digest(value: Any) -> str:
     return xxhash.xxh3_128_hexdigest(canonical(value))
 
 
-def display(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)
-    return text if len(text) <= _DISPLAY_LIMIT else text[: _DISPLAY_LIMIT - 1] + "…"
-
-
 @dataclass(frozen=True, slots=True)
 class Component:
-    """One named input of a node: its digest, a short display value and where it was written."""
+    """One named input of a node: its digest, its value (or how to show it) and where it was
+    written. Only the digest is keyed; the value is rendered for `why` when a manifest is stored."""
 
     digest: str
-    display: str
+    value: Any = field(compare=False)
     location: str | None = None
+
+    @property
+    def display(self) -> str:
+        text = self.value if isinstance(self.value, str) else json.dumps(self.value, sort_keys=True,
+                                                                         ensure_ascii=False, default=str)
+        return text if len(text) <= _DISPLAY_LIMIT else text[: _DISPLAY_LIMIT - 1] + "…"
 
     def to_json(self) -> list:
         return [self.digest, self.display, self.location]
@@ -54,7 +69,7 @@ Manifest = dict[str, Component]
 
 
 def component(value: Any, location: Location | None = None) -> Component:
-    return Component(digest(value), display(value), str(location) if location else None)
+    return Component(xxhash.xxh3_128_hexdigest(canonical(value)), value, str(location) if location else None)
 
 
 def key_of(manifest: Mapping[str, Component]) -> str:

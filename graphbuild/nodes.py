@@ -115,6 +115,7 @@ class Node:
     deps: tuple[str, ...]
     phase: str = "build"
     locations: Mapping[str, Location] = field(default_factory=lambda: MappingProxyType({}), compare=False)
+    unkeyed: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), compare=False)
     description: str = field(default="", compare=False)
 
     @property

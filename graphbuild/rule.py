@@ -128,6 +128,31 @@ class RuleDef:
         package.declare(self, args, kwargs)
 
 
+class LazyRule:
+    """A rule whose module is imported the first time a BUILD file calls it: a workspace pays
+    start-up time only for the rules it uses."""
+
+    def __init__(self, name: str, module: str, attribute: str | None = None):
+        self.name = name
+        self._module = module
+        self._attribute = attribute or name
+        self._resolved: RuleDef | None = None
+
+    def resolve(self) -> RuleDef:
+        if self._resolved is None:
+            import importlib
+
+            self._resolved = getattr(importlib.import_module(self._module), self._attribute)
+        return self._resolved
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        self.resolve()(*args, **kwargs)
+
+
+def is_rule(value: Any) -> bool:
+    return isinstance(value, RuleDef | LazyRule)
+
+
 def rule(*, attrs: type[Attrs], version: int = 1, doc: str = "", name: str | None = None):
     """Decorator making a `RuleDef` from an implementation `fn(ctx, attrs) -> providers`."""
 

@@ -2,6 +2,7 @@
 
 `BUILTIN_RULES` is what every BUILD.envs sees; `RULE_API` is what a workspace rule file
 (loaded with `load()`) sees besides them, so it can define rules the same way these are.
+The Python and OCI rules are imported only when a BUILD file first calls one.
 """
 
 from __future__ import annotations
@@ -9,19 +10,25 @@ from __future__ import annotations
 from typing import Any
 
 from graphbuild.api import RULE_API as _ENGINE_API
-from graphbuild.rule import RuleDef
-from graphbuild.rules.command import run_command
+from graphbuild.rule import LazyRule, RuleDef
+from graphbuild.rules.command import run_command, staged_sources
 from graphbuild.rules.command_test import command_test
 from graphbuild.rules.filegroup import filegroup
 from graphbuild.rules.genrule import genrule
-from graphbuild.rules.python.environment import environment
-from graphbuild.rules.python.py_layer import py_layer
-from graphbuild.rules.python.py_library import git_library, py_library
 
-BUILTIN_RULES: dict[str, RuleDef] = {
-    r.name: r for r in (genrule, command_test, filegroup, py_layer, py_library, git_library, environment)
+_LAZY = {
+    "py_layer": "graphbuild.rules.python.py_layer",
+    "py_library": "graphbuild.rules.python.py_library",
+    "git_library": "graphbuild.rules.python.py_library",
+    "environment": "graphbuild.rules.python.environment",
+    "base_image": "graphbuild.rules.oci.base_image",
 }
 
-RULE_API: dict[str, Any] = {**_ENGINE_API, "run_command": run_command}
+BUILTIN_RULES: dict[str, RuleDef | LazyRule] = {
+    **{r.name: r for r in (genrule, command_test, filegroup)},
+    **{name: LazyRule(name, module) for name, module in _LAZY.items()},
+}
+
+RULE_API: dict[str, Any] = {**_ENGINE_API, "run_command": run_command, "staged_sources": staged_sources}
 
 __all__ = ["BUILTIN_RULES", "RULE_API"]

@@ -24,7 +24,7 @@ def _chain(ws):
 
 
 def _blob(ws, sha: str) -> Path:
-    return ws.cache / "blobs" / sha[:2] / sha
+    return ws.cache / "blobs" / "sha256" / sha
 
 
 def _corrupt(path: Path, data: bytes) -> None:

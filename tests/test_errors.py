@@ -96,7 +96,7 @@ def test_unknown_rule_with_nothing_close_lists_the_rules_in_scope(ws):
     ws.write("pkg/BUILD.envs", 'frobnicate(name = "x")\n')
     expect_error(ws, "build", "//pkg:x", location="pkg/BUILD.envs:1",
                  message=["unknown rule or name 'frobnicate'"],
-                 hint=["rules in scope: command_test, environment, filegroup, genrule"])
+                 hint=["rules in scope: base_image, command_test, environment, filegroup, genrule"])
 
 
 # 3 -------------------------------------------------------------------------------------------

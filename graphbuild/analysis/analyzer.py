@@ -32,13 +32,16 @@ class Analysis:
         """Node ids needed to take `labels` through `phase`: their nodes of that phase or an
         earlier one, plus every node those depend on; in a deterministic topological order."""
         allowed = (LOCK_PHASE,) if phase == LOCK_PHASE else PHASES[: PHASES.index(phase) + 1]
-        roots = [nid for lab in labels for nid in self.target_nodes.get(lab, ())
+        stack = [nid for lab in labels for nid in self.target_nodes.get(lab, ())
                  if self.nodes[nid].phase in allowed]
-        wanted: set[str] = set(roots)
-        for nid in roots:
-            wanted.update(nx.descendants(self.action_graph, nid))
+        wanted: set[str] = set()
+        while stack:  # one walk from every root at once
+            nid = stack.pop()
+            if nid not in wanted:
+                wanted.add(nid)
+                stack.extend(self.nodes[nid].deps)
         sub = self.action_graph.subgraph(wanted)
-        return list(reversed(list(nx.lexicographical_topological_sort(sub))))
+        return list(reversed(list(nx.topological_sort(sub))))
 
 
 class Analyzer:
@@ -49,7 +52,8 @@ class Analyzer:
 
     def analyze(self, requested: list[Label]) -> Analysis:
         targets, graph = self.load_closure(requested)
-        order = list(reversed(list(nx.lexicographical_topological_sort(graph))))
+        # loading order is deterministic, so is networkx's order over it
+        order = list(reversed(list(nx.topological_sort(graph))))
         analysis = Analysis(requested, targets, graph, {}, nx.DiGraph(), {})
         errors: list[GraphbuildError] = []
         failed: set[str] = set()
@@ -70,7 +74,7 @@ class Analyzer:
                 if dep not in analysis.nodes:
                     raise SpecError(f"node {node.id} depends on unknown node {dep}", location=node.locations.get(dep))
                 analysis.action_graph.add_edge(node.id, dep)
-        if not nx.is_directed_acyclic_graph(analysis.action_graph):
+        if not nx.is_directed_acyclic_graph(analysis.action_graph):  # a rule wired its own nodes in a loop
             cycle = nx.find_cycle(analysis.action_graph)
             raise SpecError("action cycle: " + " -> ".join(a for a, _ in cycle) + f" -> {cycle[0][0]}")
         return analysis
@@ -135,6 +139,8 @@ def _label(text: str) -> Label:
 
 
 def _check_cycles(graph: nx.DiGraph) -> None:
+    if nx.is_directed_acyclic_graph(graph):  # fast; find_cycle is only worth it when there is one
+        return
     try:
         cycle = nx.find_cycle(graph)
     except nx.NetworkXNoCycle:

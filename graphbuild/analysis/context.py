@@ -136,9 +136,14 @@ class RuleContext:
 
     def action(self, name: str, *, executor: Executor, inputs: Mapping[str, Any] | None = None,
                outputs: Sequence[str] = (), attrs: Sequence[str] = (), after: Sequence[NodeHandle] = (),
-               phase: str = "build", kind: str | None = None, description: str = "") -> NodeHandle:
+               phase: str = "build", kind: str | None = None, description: str = "",
+               unkeyed: Mapping[str, Any] | None = None, waits_for: Sequence[NodeHandle] = ()) -> NodeHandle:
         """Declare a node. Its key will hash `inputs`, the listed `attrs` (with their lines),
-        the digests of every output it references and of the nodes it runs `after`."""
+        the digests of every output it references and of the nodes it runs `after`.
+
+        `unkeyed` values reach the executor but not the key: only for what cannot change the
+        result (where it runs). Outputs they reference still run first, and so do `waits_for`
+        nodes (ordering only: their results are not part of the key)."""
         node_id = f"{self.label}#{name}"
         if any(n.id == node_id for n in self.nodes):
             raise self.error(f"declares two nodes named '{name}'")
@@ -146,9 +151,12 @@ class RuleContext:
             raise self.error(f"node '{name}': phase must be one of {', '.join((*PHASES, LOCK_PHASE))}")
         all_inputs: dict[str, Any] = {a: self.located(a) for a in attrs}
         all_inputs.update(inputs or {})
-        deps = dict.fromkeys(ref.node_id for ref in iter_refs(all_inputs) if isinstance(ref, OutputRef))
+        deps = dict.fromkeys(ref.node_id for ref in iter_refs([all_inputs, unkeyed or {}])
+                             if isinstance(ref, OutputRef))
         for handle in after:
             all_inputs[f"after:{handle.id}"] = handle.id
+            deps[handle.id] = None
+        for handle in waits_for:
             deps[handle.id] = None
         locations = {k: v.location for k, v in all_inputs.items() if isinstance(v, Located) and v.location}
         node = Node(
@@ -163,6 +171,7 @@ class RuleContext:
             deps=tuple(deps),
             phase=phase,
             locations=MappingProxyType(locations),
+            unkeyed=MappingProxyType(dict(unkeyed or {})),
             description=description or f"{name} {self.label}",
         )
         self.nodes.append(node)

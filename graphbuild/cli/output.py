@@ -8,7 +8,9 @@ from typing import Any
 
 
 def emit_json(document: Any) -> None:
-    sys.stdout.write(json.dumps(document, indent=2, sort_keys=False, default=str) + "\n")
+    # Indented for a person at a terminal; compact (and several times faster) for a program.
+    indent = 2 if sys.stdout.isatty() else None
+    sys.stdout.write(json.dumps(document, indent=indent, default=str) + "\n")
     sys.stdout.flush()
 
 

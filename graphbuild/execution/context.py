@@ -15,8 +15,11 @@ from graphbuild.nodes import LOCK_PHASE, ActionFailed, FileRef, Located, Node, O
 
 class ExecContext:
     def __init__(self, node: Node, workspace_root: Path, workdir: Path,
-                 resolve_output: Callable[[OutputRef], Path]):
+                 resolve_output: Callable[[OutputRef], Path], *, blob_root: Path | None = None,
+                 unkeyed: Mapping[str, Any] | None = None):
         self.node = node
+        #: Where resolved outputs live: each is a file named by its sha256 (an OCI `blobs/`).
+        self.blob_root = blob_root
         self.workspace_root = workspace_root
         self.workdir = workdir
         self.out_dir = workdir / "out"
@@ -26,6 +29,9 @@ class ExecContext:
         self._resolve_output = resolve_output
         self._log: list[str] = []
         self.inputs: Mapping[str, Any] = {k: self._resolve(v) for k, v in node.inputs.items()}
+        #: Values that tell the executor where or how to run but cannot change its result
+        #: (the image a test runs in, for instance); they are not part of the key.
+        self.unkeyed: Mapping[str, Any] = {k: self._resolve(v) for k, v in node.unkeyed.items()}
 
     def _resolve(self, value: Any) -> Any:
         if isinstance(value, Located):

@@ -7,6 +7,7 @@ targets declaring the same work get the same key.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -16,13 +17,15 @@ from graphbuild.nodes import FileRef, Located, Node, OutputRef
 DigestOf = Callable[[OutputRef], str]
 
 
+@functools.lru_cache(maxsize=4096)
+def _fixed(rule: str, executor: str, outputs: tuple[str, ...]) -> tuple[Component, Component, Component]:
+    """Components many nodes share (same rule, executor, outputs): encoded once."""
+    return component(rule), component(executor), component(list(outputs))
+
+
 def node_manifest(node: Node, output_digest: DigestOf, after_digest: Callable[[str], str]) -> Manifest:
-    rule = f"{node.rule}@{node.rule_version}"
-    manifest: Manifest = {
-        "rule": component(rule),
-        "executor": component(node.executor.ident),
-        "outputs": component(list(node.outputs)),
-    }
+    rule, executor, outputs = _fixed(f"{node.rule}@{node.rule_version}", node.executor.ident, node.outputs)
+    manifest: Manifest = {"rule": rule, "executor": executor, "outputs": outputs}
     for name, value in node.inputs.items():
         location = node.locations.get(name)
         raw = value.value if isinstance(value, Located) else value
@@ -45,10 +48,10 @@ def node_manifest(node: Node, output_digest: DigestOf, after_digest: Callable[[s
 
 def _ref_component(ref: FileRef | OutputRef, output_digest: DigestOf, location: Any) -> Component:
     if isinstance(ref, FileRef):
-        value = {"path": ref.path, "sha256": ref.digest, "x": ref.executable}
+        value = f"file {ref.path} {ref.digest} {'x' if ref.executable else '-'}"
         return Component(digest(value), f"{ref.path} sha256:{ref.digest[:16]}", str(location) if location else None)
     sha = output_digest(ref)
-    return Component(digest({"sha256": sha}), f"sha256:{sha[:16]} ({ref.node_id} {ref.name})",
+    return Component(digest(f"output {sha}"), f"sha256:{sha[:16]} ({ref.node_id} {ref.name})",
                      str(location) if location else None)
 
 

@@ -128,9 +128,10 @@ class Scheduler:
             return None
         if record["status"] == "ok":
             for sha, size, _ in record["outputs"].values():
-                if not self.blobs.has(sha):
+                stored = self.blobs.size(sha)
+                if stored is None:
                     return None  # an output blob went missing (gc, disk cleanup): rebuild
-                if not self.blobs.has(sha, size):
+                if stored != size:
                     self.reporter.warning(f"corrupt blob sha256:{sha[:16]} (output of {nid}, wrong size) "
                                           f"removed; rebuilding {nid}")
                     self.blobs.delete(sha)
@@ -163,7 +164,7 @@ class Scheduler:
             return self.blobs.verified_path(outcomes[ref.node_id].outputs[ref.name][0])
 
         try:
-            ctx = ExecContext(node, self.root, workdir, resolve_output)
+            ctx = ExecContext(node, self.root, workdir, resolve_output, blob_root=self.blobs.root)
             metadata = dict(node.executor.fn(ctx) or {})
             outputs = self._collect_outputs(node, ctx)
         except CorruptBlob as err:

@@ -16,7 +16,7 @@ from graphbuild.errors import GraphbuildError, Location, SpecError, did_you_mean
 from graphbuild.labels import Label, LabelError, Pattern
 from graphbuild.loading.sandbox import call_sites, parse_restricted, restricted_builtins
 from graphbuild.loading.workspace import BUILD_FILE, Workspace
-from graphbuild.rule import Attrs, RuleDef, current_package
+from graphbuild.rule import Attrs, LazyRule, RuleDef, current_package, is_rule
 
 RULE_FILE_SUFFIX = ".envs"
 
@@ -116,7 +116,7 @@ class _PackageEvaluation:
 class Loader:
     """Loads packages on demand and caches them; one per command."""
 
-    def __init__(self, workspace: Workspace, rules: Mapping[str, RuleDef], rule_api: Mapping[str, Any]):
+    def __init__(self, workspace: Workspace, rules: Mapping[str, RuleDef | LazyRule], rule_api: Mapping[str, Any]):
         self.workspace = workspace
         self.rules = dict(rules)
         self.rule_api = dict(rule_api)  # what rule files see besides the rules
@@ -265,10 +265,10 @@ class Loader:
         if isinstance(err, NameError) and getattr(err, "name", None):
             name = err.name
             choices = [k for k in namespace if not k.startswith("_")]
-            what = "rule or name" if not any(isinstance(v, RuleDef) for v in [namespace.get(name)]) else "name"
+            what = "name" if is_rule(namespace.get(name)) else "rule or name"
             hint = did_you_mean(name, choices)
             if not hint:
-                hint = "rules in scope: " + ", ".join(sorted(k for k, v in namespace.items() if isinstance(v, RuleDef)))
+                hint = "rules in scope: " + ", ".join(sorted(k for k, v in namespace.items() if is_rule(v)))
             return SpecError(f"unknown {what} '{name}'", location=location, hint=hint)
         return SpecError(f"{type(err).__name__}: {err}", location=location)
 

@@ -23,9 +23,11 @@ from graphbuild.api import (
     SpecError,
     rule,
 )
+from graphbuild.rules.oci.base_image import BaseImageInfo
 from graphbuild.rules.python import lockfile, platforms
+from graphbuild.rules.python.env_image import declare_image
 from graphbuild.rules.python.layers import DEFAULT_PREFIX, LAYER_FORMAT, build_layer, build_venv_layer
-from graphbuild.rules.python.locking import LIBRARIES_GROUP, lock_environment
+from graphbuild.rules.python.locking import LIBRARIES_GROUP, TEST_RUNNER_GROUP, lock_environment
 from graphbuild.rules.python.providers import PyLayerInfo, PyLibraryInfo
 from graphbuild.rules.python.requirements import name_of
 from graphbuild.rules.python.wheels import wheel_from_git, wheel_from_sdist
@@ -40,6 +42,15 @@ class EnvironmentAttrs(Attrs):
     interpreter: str = Field(default="/usr/bin/python3", description="The base image's Python interpreter.")
     bytecode: bool = Field(default=True, description="Ship hash-based .pyc files (faster imports, read-only "
                                                       "roots); see BENCHMARKS.md for the measurement.")
+    base: LabelAttr | None = Field(default=None, description="base_image to build the image on; without "
+                                   "one, only the layers are built (no image, no tests, no push).")
+    push: str | None = Field(default=None, description="Where `graphbuild run` pushes the image once every test "
+                             "passed: [HOST/]REPO[:TAG]; without HOST, the configured registry.")
+    test_runner: list[str] = Field(default=["pytest>=8"], description="Requirements the tests need; locked "
+                                   "with the environment, added to the test image only.")
+    test_timeout: float = Field(default=600, description="Seconds a library's tests may take in the image.")
+    env: dict[str, str] = Field(default={}, description="Environment variables of the image.")
+    cmd: list[str] = Field(default=["python"], description="The image's default command.")
 
 
 class EnvironmentInfo(Provider):
@@ -81,17 +92,29 @@ def environment(ctx: RuleContext, attrs: EnvironmentAttrs) -> list[Provider]:
         inputs={"python": attrs.python, "prefix": attrs.prefix, "interpreter": attrs.interpreter,
                 "format": LAYER_FORMAT})]
     via = _requirement_of(lock, stack, libraries)
+    runner: NodeHandle | None = None
     for group in lock.layers:
         if not group["packages"]:
             continue
-        short = "libdeps" if group["label"] == LIBRARIES_GROUP else group["label"].rsplit(":", 1)[-1]
+        short = {LIBRARIES_GROUP: "libdeps", TEST_RUNNER_GROUP: "testrunner"}.get(
+            group["label"], group["label"].rsplit(":", 1)[-1])
         inputs: dict[str, Any] = dict(common)
         for package in group["packages"]:
             inputs[f"pkg:{package}"] = _package_input(ctx, lock, package, attrs, via.get(package))
-        layers.append(ctx.action(f"layer.{short}", executor=build_layer, inputs=inputs, outputs=["layer.tar"],
-                                 kind="python.layer", description=f"layer {short} of {ctx.label}"))
+        handle = ctx.action(f"layer.{short}", executor=build_layer, inputs=inputs, outputs=["layer.tar"],
+                            kind="python.layer", description=f"layer {short} of {ctx.label}")
+        if group["label"] == TEST_RUNNER_GROUP:
+            runner = handle
+        else:
+            layers.append(handle)
+    sources: dict[str, Any] = {}
     for library in libraries:
-        wheel = library.wheel or _git_wheel(ctx, library, lock)
+        if library.wheel:
+            wheel = library.wheel
+            sources[library.label] = {"sources": list(library.files), "source_root": library.root}
+        else:
+            wheel = _git_wheel(ctx, library, lock)
+            sources[library.label] = {"sources": wheel.pop("source"), "source_root": ""}
         layers.append(ctx.action(
             f"lib.{library.label.rsplit(':', 1)[-1]}", executor=build_layer, outputs=["layer.tar"],
             kind="python.library_layer",
@@ -105,7 +128,12 @@ def environment(ctx: RuleContext, attrs: EnvironmentAttrs) -> list[Provider]:
                   for n, p in lock.packages.items()},
         closures=closures,
     )
-    return [info, DefaultInfo()]
+    if attrs.base is None:
+        return [info, DefaultInfo()]
+    base = ctx.provider(attrs.base, BaseImageInfo, attr="base")
+    runner_closure = lock.closure([name_of(r) for r in attrs.test_runner])
+    image = declare_image(ctx, attrs, info, base, layers, runner, sources, runner_closure, lock_file.digest)
+    return [info, image, DefaultInfo(files=image.files)]
 
 
 def _layer_stack(ctx: RuleContext, attrs: EnvironmentAttrs) -> list[tuple[str, tuple[Located, ...]]]:
@@ -147,7 +175,10 @@ def _spec(ctx: RuleContext, attrs: EnvironmentAttrs, stack: list, libraries: lis
             where[f"{LIBRARIES_GROUP}|{r.value}"] = str(r.location)
         where[lib.label] = str(ctx.attr_location("libraries"))
         libs.append(entry)
-    spec = {"python": attrs.python, "platform": attrs.platform, "layers": layers, "libraries": libs}
+    spec = {"python": attrs.python, "platform": attrs.platform, "layers": layers, "libraries": libs,
+            "test_runner": list(attrs.test_runner) if attrs.base else []}
+    for index, requirement in enumerate(attrs.test_runner):
+        where[f"{TEST_RUNNER_GROUP}|{requirement}"] = str(ctx.attr_location(f"test_runner[{index}]"))
     return spec, where
 
 
@@ -209,13 +240,14 @@ def _git_wheel(ctx: RuleContext, library: PyLibraryInfo, lock: lockfile.Lock) ->
         raise ctx.error(f"the lock has no commit for {library.label}", attr="libraries",
                         hint=f"run 'graphbuild lock {ctx.label}'")
     node = ctx.action(
-        f"git.{library.label.rsplit(':', 1)[-1]}", executor=wheel_from_git, outputs=["wheel", "filename"],
+        f"git.{library.label.rsplit(':', 1)[-1]}", executor=wheel_from_git,
+        outputs=["wheel", "filename", "source.tar"],
         kind="git_library.wheel",
         inputs={"url": library.git["url"], "subdir": library.git["subdir"],
                 "package": library.label.split(":")[0].removeprefix("//"),
                 "commit": Located(locked["commit"], ctx.attr_location("libraries"),
                                   display=f"{library.git['ref_kind']} {library.git['ref']} at {locked['commit']}")})
-    return {"wheel": node.output("wheel"), "filename": node.output("filename")}
+    return {"wheel": node.output("wheel"), "filename": node.output("filename"), "source": node.output("source.tar")}
 
 
 def _requirement_names(library: PyLibraryInfo, lock: lockfile.Lock) -> list[str]:

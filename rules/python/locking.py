@@ -20,6 +20,8 @@ from graphbuild.rules.python.requirements import name_of
 from graphbuild.rules.python.resolve import Resolution, ResolutionError, pylock, resolve
 
 LIBRARIES_GROUP = "libraries"
+#: Packages the tests need but the image does not ship (pytest...): a layer of the test image only.
+TEST_RUNNER_GROUP = "testrunner"
 
 
 @executor("python.lock", version=1, cacheable=False)
@@ -42,6 +44,8 @@ def lock_environment(ctx: ExecContext) -> dict[str, Any]:
     lib_requirements = [r for lib in libraries for r in lib["requirements"]]
     if lib_requirements:
         steps.append((LIBRARIES_GROUP, lib_requirements))
+    if spec.get("test_runner"):
+        steps.append((TEST_RUNNER_GROUP, list(spec["test_runner"])))
     for label, requirements in steps:
         groups[label] = requirements
         result = _resolve_step(ctx, label, groups, pins, provided_by, where, python, platform)
@@ -99,7 +103,15 @@ def _resolve_step(ctx: ExecContext, label: str, groups: dict[str, list[str]], pi
             try:
                 free = resolve(groups, {}, python=python, platform=platform, workdir=workdir)
             except ResolutionError:
-                pass
+                # the layers' requirements clash outright (a lower layer pins what this one
+                # pins otherwise): if this layer resolves on its own, it is still a conflict
+                # between this layer and the one under it
+                try:
+                    alone = resolve({label: groups[label]}, {}, python=python, platform=platform, workdir=workdir)
+                except ResolutionError:
+                    pass
+                else:
+                    _raise_conflict(label, alone, pins, provided_by, groups, where)
             else:
                 _raise_conflict(label, free, pins, provided_by, groups, where)
         _raise_unsatisfiable(label, constrained.explanation, groups, where)

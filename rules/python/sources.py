@@ -14,12 +14,12 @@ def library_files(root: Path) -> list[Path]:
     """Files under `root` (sorted), honouring `.gitignore` files at and below it; nested
     packages (directories with their own BUILD.envs) are not part of this one."""
     found: list[Path] = []
-    specs: list[tuple[Path, pathspec.PathSpec]] = []
+    specs: list[tuple[Path, pathspec.GitIgnoreSpec]] = []
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
         ignore = here / ".gitignore"
         if ignore.is_file():
-            specs.append((here, pathspec.PathSpec.from_lines("gitwildmatch", ignore.read_text().splitlines())))
+            specs.append((here, pathspec.GitIgnoreSpec.from_lines(ignore.read_text().splitlines())))
 
         def ignored(path: Path, is_dir: bool) -> bool:
             for base, spec in specs:

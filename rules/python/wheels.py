@@ -11,6 +11,7 @@ from typing import Any
 from graphbuild.api import ActionFailed, ExecContext, executor
 from graphbuild.rules.python import gitsource
 from graphbuild.rules.python.uv import run_uv
+from graphbuild.rules.tarball import write_tree
 
 # Zip timestamps of the wheel; with it, the same sources give the same wheel bytes.
 SOURCE_DATE_EPOCH = "315532800"
@@ -41,13 +42,16 @@ def wheel_from_workspace(ctx: ExecContext) -> dict[str, Any]:
     return _build(ctx, source)
 
 
-@executor("python.wheel.git", version=1)
+@executor("python.wheel.git", version=2)
 def wheel_from_git(ctx: ExecContext) -> dict[str, Any]:
     """Inputs: `url`, `commit`, `subdir`, `package` (where a relative url is relative to)."""
     url = gitsource.absolute_url(ctx.inputs["url"], ctx.workspace_root, ctx.inputs["package"])
     tree = gitsource.checkout(url, ctx.inputs["commit"], ctx.scratch / "checkout")
     shutil.rmtree(tree / ".git")
-    return _build(ctx, tree / ctx.inputs["subdir"] if ctx.inputs["subdir"] else tree)
+    source = tree / ctx.inputs["subdir"] if ctx.inputs["subdir"] else tree
+    # the library's files, for its tests to run against in images
+    write_tree(source, ctx.out("source.tar"))
+    return _build(ctx, source)
 
 
 @executor("python.wheel.sdist", version=1)

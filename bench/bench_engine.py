@@ -1,0 +1,281 @@
+"""Benchmark the engine on a synthetic workspace (see gen_workspace.py), through the real CLI.
+
+    python bench/bench_engine.py [--targets 1000] [--keep DIR] [--profile]
+
+Generates the workspace (fresh cache dir), then runs `python -m graphbuild` as subprocesses
+and prints, in one table:
+
+* load+analysis: wall time of `graph //... --format json` (first with no file digests
+  remembered, then warm), and the same minus a bare `import graphbuild.cli.main`;
+* cold `run //...`: wall time and nodes ran;
+* no-op `run //...`: median wall time of several runs, and nodes ran (must be 0);
+* after touching one source file of a leaf target (no deps) with many reverse dependencies:
+  wall time, nodes ran, and whether the nodes that ran are exactly the nodes of that target
+  and of every target depending on it (from `query 'rdeps(//..., T)'` and the graph JSON).
+
+Then the goal check "no-op < 1.0 s".  `--profile` also runs one no-op under cProfile and
+prints the top entries, to find the engine's hot spots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import pstats
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gen_workspace import generate
+
+NOOP_GOAL_SECONDS = 1.0
+
+
+@dataclass
+class Timed:
+    seconds: float
+    stdout: str
+    stderr: str
+    returncode: int
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+class Bench:
+    def __init__(self, root: Path, cache: Path, jobs: int | None):
+        self.root = root
+        self.cache = cache
+        self.jobs = jobs
+        self.env = {k: v for k, v in os.environ.items() if k != "GRAPHBUILD_CACHE_DIR"}
+
+    def argv(self, *args: str) -> list[str]:
+        extra = ["-j", str(self.jobs)] if self.jobs else []
+        return [*args, "--cache-dir", str(self.cache), "-C", str(self.root), *extra]
+
+    def run(self, *args: str, python_args: tuple[str, ...] = (), check: bool = True) -> Timed:
+        cmd = [sys.executable, *python_args, "-m", "graphbuild", *self.argv(*args)]
+        started = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=self.env, cwd=self.root)
+        elapsed = time.perf_counter() - started
+        if check and proc.returncode != 0:
+            sys.stderr.write(proc.stderr[-4000:] + proc.stdout[-4000:])
+            raise SystemExit(f"graphbuild {' '.join(args)} exited with {proc.returncode}")
+        return Timed(elapsed, proc.stdout, proc.stderr, proc.returncode)
+
+    def bare_import(self) -> float:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import graphbuild.cli.main"], check=True, env=self.env)
+        return time.perf_counter() - started
+
+
+def ran_nodes(result: Timed) -> set[str]:
+    return {n["id"] for n in result.json()["nodes"] if n["status"] == "ran"}
+
+
+def summary_ran(result: Timed) -> int:
+    """Nodes ran, from the text summary line `N nodes: X ran, ...`."""
+    match = re.search(r"^\d+ nodes: (\d+) ran", result.stderr + result.stdout, re.MULTILINE)
+    if match is None:
+        raise SystemExit(f"no summary line in the output of graphbuild run:\n{result.stderr[-2000:]}")
+    return int(match.group(1))
+
+
+def target_graph(graph_json: dict) -> tuple[dict[str, list[str]], dict[str, set[str]]]:
+    """(label -> its node ids, label -> labels it depends on directly) from `graph --format json`."""
+    label_of = {n["id"]: n["label"] for n in graph_json["nodes"]}
+    nodes: dict[str, list[str]] = {}
+    deps: dict[str, set[str]] = {}
+    for node in graph_json["nodes"]:
+        nodes.setdefault(node["label"], []).append(node["id"])
+        deps.setdefault(node["label"], set()).update(
+            label_of[d] for d in node["deps"] if label_of[d] != node["label"])
+    return nodes, deps
+
+
+def reverse_closure(deps: dict[str, set[str]]) -> dict[str, set[str]]:
+    """label -> the labels depending on it, transitively, itself included."""
+    rdeps: dict[str, set[str]] = {lab: set() for lab in deps}
+    for lab, ds in deps.items():
+        for d in ds:
+            rdeps[d].add(lab)
+    closure: dict[str, set[str]] = {}
+    for lab in sorted(deps):
+        seen, stack = {lab}, [lab]
+        while stack:
+            for parent in rdeps[stack.pop()]:
+                if parent not in seen:
+                    seen.add(parent)
+                    stack.append(parent)
+        closure[lab] = seen
+    return closure
+
+
+def pick_leaf(deps: dict[str, set[str]], closure: dict[str, set[str]], share: float) -> str:
+    """The leaf target (no deps) whose reverse closure is closest to `share` of all targets."""
+    want = share * len(deps)
+    leaves = [lab for lab, ds in deps.items() if not ds]
+    return min(leaves, key=lambda lab: (abs(len(closure[lab]) - want), lab))
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def fmt_s(seconds: float) -> str:
+    return f"{seconds:.2f} s"
+
+
+def print_profile(path: Path, top: int) -> None:
+    stats = pstats.Stats(str(path))
+    stats.sort_stats("cumulative").print_stats(top)
+    stats.sort_stats("tottime").print_stats(top)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--targets", type=int, default=1000)
+    parser.add_argument("--packages", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep", metavar="DIR", type=Path,
+                        help="generate into DIR (workspace DIR/ws, cache DIR/cache) and keep it")
+    parser.add_argument("-j", "--jobs", type=int, help="passed to graphbuild (default: its own, nproc)")
+    parser.add_argument("--noop-runs", type=int, default=3, help="no-op runs to take the median of")
+    parser.add_argument("--touch-share", type=float, default=0.1,
+                        help="touch a leaf whose reverse deps are closest to this share of the targets")
+    parser.add_argument("--profile", action="store_true", help="also profile one no-op run (cProfile)")
+    parser.add_argument("--profile-top", type=int, default=25)
+    args = parser.parse_args(argv)
+
+    if args.keep:
+        if args.keep.exists():
+            parser.error(f"{args.keep} exists; --keep wants a new directory")
+        base = args.keep
+        base.mkdir(parents=True)
+    else:
+        base = Path(tempfile.mkdtemp(prefix="graphbuild-bench-"))
+    try:
+        return _bench(args, base)
+    finally:
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def _bench(args: argparse.Namespace, base: Path) -> int:
+    root, cache = base / "ws", base / "cache"
+    info = generate(root, targets=args.targets, packages=args.packages, seed=args.seed)
+    bench = Bench(root, cache, args.jobs)
+    rows: list[tuple[str, str, str]] = []
+    failures: list[str] = []
+
+    print(f"workspace: {root} ({info['packages']} packages, {info['targets']} targets, "
+          f"{info['edges']} target edges, {info['source_files']} source files)", flush=True)
+    print(f"machine: nproc={os.cpu_count()}, python {platform.python_version()} ({sys.executable}), "
+          f"{platform.platform()}, load average {load_average()}", flush=True)
+
+    # (a) load + analysis
+    bare = statistics.median(bench.bare_import() for _ in range(3))
+    graph_first = bench.run("graph", "//...", "--format", "json")
+    graph_json = graph_first.json()
+    label_nodes, deps = target_graph(graph_json)
+    n_nodes = len(graph_json["nodes"])
+    rows.append(("bare `import graphbuild.cli.main`", fmt_s(bare), "median of 3"))
+    rows.append(("load+analysis, first (`graph //...`)", fmt_s(graph_first.seconds),
+                 f"{len(label_nodes)} targets, {n_nodes} nodes; {fmt_s(graph_first.seconds - bare)} beyond import"))
+    print(f"graph: {n_nodes} nodes in {fmt_s(graph_first.seconds)}", flush=True)
+
+    # (b) cold run
+    cold = bench.run("run", "//...", "--json")
+    cold_ran = ran_nodes(cold)
+    rows.append(("cold `run //...`", fmt_s(cold.seconds), f"{len(cold_ran)} ran of {n_nodes}"))
+    if len(cold_ran) != n_nodes:
+        failures.append(f"cold run ran {len(cold_ran)} nodes, expected {n_nodes}")
+    print(f"cold run: {len(cold_ran)} ran in {fmt_s(cold.seconds)}", flush=True)
+
+    # load + analysis again, file digests now remembered
+    warm_graphs = [bench.run("graph", "//...", "--format", "json").seconds for _ in range(3)]
+    warm_graph = statistics.median(warm_graphs)
+    rows.append(("load+analysis, warm (`graph //...`)", fmt_s(warm_graph),
+                 f"median of 3; {fmt_s(warm_graph - bare)} beyond import"))
+
+    # (c) no-op
+    noops = [bench.run("run", "//...", "--json") for _ in range(args.noop_runs)]
+    noop = statistics.median(r.seconds for r in noops)
+    noop_ran = max(len(ran_nodes(r)) for r in noops)
+    noop_ok = noop_ran == 0
+    rows.append(("no-op `run //...`", fmt_s(noop),
+                 f"median of {len(noops)} ({', '.join(f'{r.seconds:.2f}' for r in noops)}); {noop_ran} ran "
+                 f"[{'PASS' if noop_ok else 'FAIL'}]; engine-reported "
+                 f"{statistics.median(r.json()['summary']['seconds'] for r in noops):.2f} s"))
+    if not noop_ok:
+        failures.append(f"no-op run ran {noop_ran} nodes")
+    # The same without --json: what a person typing `graphbuild run //...` waits for.
+    plain = [bench.run("run", "//...") for _ in range(args.noop_runs)]
+    plain_noop = statistics.median(r.seconds for r in plain)
+    plain_ran = max(summary_ran(r) for r in plain)
+    rows.append(("no-op `run //...` (text output)", fmt_s(plain_noop),
+                 f"median of {len(plain)} ({', '.join(f'{r.seconds:.2f}' for r in plain)}); {plain_ran} ran "
+                 f"[{'PASS' if plain_ran == 0 else 'FAIL'}]"))
+    if plain_ran != 0:
+        failures.append(f"no-op run (text output) ran {plain_ran} nodes")
+    print(f"no-op run: {noop_ran} ran, median {fmt_s(noop)}", flush=True)
+
+    # (d) touch one leaf input
+    closure = reverse_closure(deps)
+    leaf = pick_leaf(deps, closure, args.touch_share)
+    query = bench.run("query", f"rdeps(//..., {leaf})", "--json")
+    queried = {t["label"] for t in query.json()["targets"]}
+    expected = {nid for lab in queried for nid in label_nodes[lab]}
+    pkg, name = leaf.removeprefix("//").split(":")
+    src = sorted(p for p in (root / pkg).iterdir() if p.name.startswith(name + "_"))[0]
+    with src.open("a") as handle:
+        handle.write("touched by bench_engine.py\n")
+    touched = bench.run("run", "//...", "--json")
+    touched_ran = ran_nodes(touched)
+    touch_ok = touched_ran == expected and queried == closure[leaf]
+    rows.append((f"after touching {src.relative_to(root)}", fmt_s(touched.seconds),
+                 f"{len(touched_ran)} ran; rdeps: {len(queried)} targets = {len(expected)} nodes "
+                 f"[{'PASS' if touch_ok else 'FAIL'}]"))
+    if not touch_ok:
+        failures.append(f"touch run: {len(touched_ran - expected)} unexpected, {len(expected - touched_ran)} "
+                        f"missing; query vs graph rdeps differ by {len(queried ^ closure[leaf])}")
+        for nid in sorted(touched_ran ^ expected)[:10]:
+            failures.append(f"  {'unexpected' if nid in touched_ran else 'missing'}: {nid}")
+    print(f"touch run: {len(touched_ran)} ran in {fmt_s(touched.seconds)}", flush=True)
+
+    width = max(len(r[0]) for r in rows)
+    print()
+    print(f"{'measurement':<{width}}  {'wall':>8}  notes")
+    print(f"{'-' * width}  {'-' * 8}  {'-' * 40}")
+    for what, value, notes in rows:
+        print(f"{what:<{width}}  {value:>8}  {notes}")
+    print()
+    slowest = max(noop, plain_noop)
+    print(f"no-op < {NOOP_GOAL_SECONDS:.1f} s: {'MET' if slowest < NOOP_GOAL_SECONDS else 'NOT MET'} "
+          f"({noop:.2f} s with --json, {plain_noop:.2f} s text)")
+    print(f"load average at the end: {load_average()} (other work on the machine skews the figures)")
+    for line in failures:
+        print(f"FAIL: {line}")
+
+    if args.profile:
+        prof = base / "noop.prof"
+        result = bench.run("run", "//...", "--json", python_args=("-m", "cProfile", "-o", str(prof)))
+        where = f"; profile in {prof}" if args.keep else ""
+        print(f"\nprofiled no-op run: {fmt_s(result.seconds)} wall (under cProfile), "
+              f"{len(ran_nodes(result))} ran{where}")
+        print_profile(prof, args.profile_top)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

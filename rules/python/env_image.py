@@ -1,0 +1,111 @@
+"""The image side of an environment: image, test image, loading, in-image tests and the push.
+
+Node by node:
+  image        base layers + the environment's layers -> OCI config/manifest (build phase)
+  image.test   the same plus the test-runner layer, for tests only (test phase)
+  load.test    the test image loaded into the Docker engine (test phase)
+  test.<lib>   each library's tests inside the test image (test phase)
+  load         the image loaded and tagged graphbuild/<package>/<name>:<digest> and :latest (run phase)
+  push         the image to the registry, after every test passed (run phase)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graphbuild.api import Field, NodeHandle, OutputRef, Provider, RuleContext
+from graphbuild.rules.oci import reference
+from graphbuild.rules.oci.base_image import BaseImageInfo
+from graphbuild.rules.oci.docker_engine import load_image
+from graphbuild.rules.oci.image import assemble_image
+from graphbuild.rules.oci.push import push_image
+from graphbuild.rules.python.image_tests import pytest_command, run_library_tests
+
+
+class ImageInfo(Provider):
+    label: str
+    manifest: OutputRef
+    config: OutputRef
+    index: OutputRef
+    blobs: tuple[OutputRef, ...] = Field(description="every layer, base first")
+    tests: tuple[str, ...] = Field(default=(), description="ids of the test nodes")
+    files: tuple[Any, ...] = ()
+
+
+def declare_image(ctx: RuleContext, attrs: Any, info: Any, base: BaseImageInfo, layers: list[NodeHandle],
+                  runner: NodeHandle | None, sources: dict[str, dict[str, Any]], runner_closure: list[str],
+                  lock_digest: str) -> ImageInfo:
+    name = f"{ctx.package}/{ctx.label.name}".strip("/")
+    env = {"PATH": f"{attrs.prefix}/bin:$PATH", "VIRTUAL_ENV": attrs.prefix, "LANG": "C.UTF-8", **attrs.env}
+    labels = {"org.graphbuild.target": str(ctx.label), "org.graphbuild.lock": f"{info.lock_path} sha256:{lock_digest}",
+              "org.graphbuild.layers": ",".join(info.layer_names)}
+    base_input = {"label": base.label, "digest": base.digest, "env": list(base.env),
+                  "layers": [dict(layer) for layer in base.layers]}
+    layer_refs = [h.output("layer.tar") for h in layers]
+    common = {"base": base_input, "env": env, "cmd": list(attrs.cmd), "labels": labels,
+              "architecture": base.architecture}
+    image = ctx.action("image", executor=assemble_image, outputs=["config.json", "manifest.json", "index.json"],
+                       kind="oci.image", inputs={**common, "layers": layer_refs, "layer_names": list(info.layer_names),
+                                                 "name": name})
+    all_blobs = [layer["blob"] for layer in base.layers] + layer_refs
+    test_nodes: list[NodeHandle] = []
+    if info.libraries:
+        test_layers = layer_refs + ([runner.output("layer.tar")] if runner else [])
+        test_image = ctx.action(
+            "image.test", executor=assemble_image, outputs=["config.json", "manifest.json", "index.json"],
+            kind="oci.image", phase="test",
+            inputs={**common, "layers": test_layers, "name": f"{name}-test",
+                    "layer_names": [*info.layer_names, *(["layer.testrunner"] if runner else [])]})
+        load_test = ctx.action(
+            "load.test", executor=load_image, kind="docker.load", phase="test",
+            inputs={"config": test_image.output("config.json"), "index": test_image.output("index.json"),
+                    "layers": [layer["blob"] for layer in base.layers] + test_layers,
+                    "repository": f"graphbuild/{name}-test"})
+        for library in info.libraries:
+            test_nodes.append(_test_node(ctx, attrs, info, base, library, sources[library.label], runner_closure,
+                                         test_image, load_test))
+    ctx.action("load", executor=load_image, kind="docker.load", phase="run",
+               inputs={"config": image.output("config.json"), "index": image.output("index.json"),
+                       "layers": all_blobs, "repository": f"graphbuild/{name}"})
+    if attrs.push:
+        try:
+            reference.parse(attrs.push)
+        except ValueError as err:
+            raise ctx.error(f"push: {err}", attr="push") from None
+        ctx.action("push", executor=push_image, kind="oci.push", phase="run", after=test_nodes,
+                   inputs={"destination": ctx.located("push"), "manifest": image.output("manifest.json"),
+                           "config": image.output("config.json"), "layers": all_blobs})
+    return ImageInfo(label=str(ctx.label), manifest=image.output("manifest.json"), config=image.output("config.json"),
+                     index=image.output("index.json"), blobs=tuple(all_blobs), tests=tuple(n.id for n in test_nodes))
+
+
+def _test_node(ctx: RuleContext, attrs: Any, info: Any, base: BaseImageInfo, library: Any, source: dict[str, Any],
+               runner_closure: list[str], test_image: NodeHandle, load_test: NodeHandle) -> NodeHandle:
+    command = list(library.test_command) or pytest_command(list(library.tests))
+    inputs: dict[str, Any] = {
+        **source,
+        "command": command,
+        "timeout": attrs.test_timeout,
+        "base": base.digest,
+        "python": attrs.python,
+        "prefix": attrs.prefix,
+    }
+    closure = info.closures.get(library.label, [])
+    for package in closure:
+        inputs[f"pkg:{package}"] = f"{package} {info.packages[package]['version']} {info.packages[package]['sha256']}"
+    for package in runner_closure:
+        locked = info.packages[package]
+        inputs[f"runner:{package}"] = f"{package} {locked['version']} {locked['sha256']}"
+    for dep in library.deps:
+        dep_info = next(lib for lib in info.libraries if lib.label == dep)
+        inputs[f"libdep:{dep}"] = dep_info.wheel["wheel"] if dep_info.wheel else dep
+    if library.test_scope == "image":
+        inputs["image"] = test_image.output("manifest.json")
+    short = library.label.rsplit(":", 1)[-1]
+    return ctx.action(
+        f"test.{short}", executor=run_library_tests, kind="python.test", phase="test",
+        inputs=inputs,
+        # the image it runs in and the environment it reports are not what the result depends on
+        unkeyed={"image_config": test_image.output("config.json"), "environment": str(ctx.label)},
+        waits_for=[load_test],
+    )

@@ -47,8 +47,12 @@ class ConsoleReporter:
         extra = ""
         if outcome.status == "ran":
             extra = f" ({outcome.duration:.2f} s)"
+            if outcome.metadata.get("summary"):  # what the node did, in its own words (a push...)
+                extra += f": {outcome.metadata['summary']}"
         elif outcome.status == "cached" and outcome.cached_from and outcome.cached_from != node.id:
             extra = f" (from {outcome.cached_from})"
+            if outcome.metadata.get("summary"):
+                extra += f": {outcome.metadata['summary']}"
         elif outcome.status in ("failed", "skipped"):
             extra = f": {outcome.message}" + (f" [{outcome.detail}]" if outcome.detail else "")
         self._line(f"[{self.done:>{len(str(self.total))}}/{self.total}] {self._paint(outcome.status)} {node.id}{extra}")

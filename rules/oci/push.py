@@ -6,12 +6,51 @@ an incomplete image.
 
 from __future__ import annotations
 
+import json
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
 from graphbuild.api import ActionFailed, ExecContext, executor
 from graphbuild.rules.oci import media, reference
 from graphbuild.rules.oci.image import blob_digest
+
+
+class _BlobLocations:
+    """Which repository of a registry already holds a blob (as Docker remembers it): a blob
+    pushed for one environment is mounted, not uploaded again, for the next one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def _path(self, blob_root: Path | None) -> Path | None:
+        return blob_root.parent / "push-locations.json" if blob_root else None
+
+    def get(self, blob_root: Path | None, host: str) -> dict[str, str]:
+        path = self._path(blob_root)
+        with self._lock:
+            try:
+                return json.loads(path.read_text()).get(host, {}) if path else {}
+            except (OSError, ValueError):
+                return {}
+
+    def add(self, blob_root: Path | None, host: str, repository: str, digests: list[str]) -> None:
+        path = self._path(blob_root)
+        if path is None:
+            return
+        with self._lock:
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                data = {}
+            data.setdefault(host, {}).update(dict.fromkeys(digests, repository))
+            tmp = path.with_name(f".push-locations.{os.getpid()}.{threading.get_ident()}")
+            tmp.write_text(json.dumps(data))
+            os.replace(tmp, path)
+
+
+_LOCATIONS = _BlobLocations()
 
 
 @executor("oci.push", version=1, cacheable=False)
@@ -27,18 +66,22 @@ def push_image(ctx: ExecContext) -> dict[str, Any]:
     registry = Registry(ref.host)
     manifest = Path(ctx.inputs["manifest"])
     blobs = [Path(p) for p in [*ctx.inputs["layers"], ctx.inputs["config"]]]
-    uploaded = skipped = count = 0
+    uploaded = skipped = mounted = count = 0
+    known = _LOCATIONS.get(ctx.blob_root, ref.host)
+    done: list[str] = []
     try:
         registry.ping()
-        done: set[str] = set()
         for path in blobs:
             digest = blob_digest(path)
             if digest in done:
                 continue
-            done.add(digest)
+            done.append(digest)
             size = path.stat().st_size
+            source = known.get(digest)
             if registry.has_blob(ref.repository, digest):
                 skipped += size
+            elif source and source != ref.repository and registry.mount_blob(ref.repository, digest, source):
+                mounted += size
             else:
                 registry.upload_blob(ref.repository, digest, path)
                 uploaded += size
@@ -47,18 +90,22 @@ def push_image(ctx: ExecContext) -> dict[str, Any]:
         pushed = registry.put_manifest(ref.repository, ref.tag or "latest", data, media.MANIFEST)
     except RegistryError as err:
         raise ActionFailed(f"push to {ref} failed: {err}", details="nothing was tagged") from None
+    _LOCATIONS.add(ctx.blob_root, ref.host, ref.repository, done)
     digest = media.sha256_digest(data)
     if pushed and pushed != digest:
         raise ActionFailed(f"the registry stored the manifest as {pushed}, expected {digest}")
     where = f"{ref.host}/{ref.repository}:{ref.tag or 'latest'}"
-    ctx.log(f"pushed {where}@{digest}: {count} blobs, {uploaded} bytes uploaded, {skipped} bytes already there")
+    ctx.log(f"pushed {where}@{digest}: {count} blobs, {uploaded} bytes uploaded, {mounted} bytes mounted from "
+            f"other repositories, {skipped} bytes already there")
     return {
         "reference": where,
         "digest": digest,
         "uploaded_bytes": uploaded,
         "skipped_bytes": skipped,
+        "mounted_bytes": mounted,
         "uploaded_blobs": count,
-        "summary": f"pushed {where}@{digest[:19]}: {_mb(uploaded)} uploaded, {_mb(skipped)} already there",
+        "summary": f"pushed {where}@{digest[:19]}: {_mb(uploaded)} uploaded, "
+                   f"{_mb(skipped + mounted)} already in the registry",
     }
 
 

@@ -107,6 +107,18 @@ class Registry:
         self._check(response, f"checking blob {digest[:19]}", (200,))
         return True
 
+    def mount_blob(self, repository: str, digest: str, source: str) -> bool:
+        """Ask the registry to link a blob it holds in `source` into `repository` (no upload)."""
+        response = self._request("POST", f"{self.base}/v2/{repository}/blobs/uploads/",
+                                 params={"mount": digest, "from": source})
+        if response.status_code == 201:
+            return True
+        if response.status_code == 202:  # not mounted: an upload session was opened instead; drop it
+            location = response.headers.get("Location", "")
+            if location:
+                self._request("DELETE", self.base + location if location.startswith("/") else location)
+        return False
+
     def upload_blob(self, repository: str, digest: str, path: Path) -> None:
         start = self._check(self._request("POST", f"{self.base}/v2/{repository}/blobs/uploads/"),
                             "starting an upload", (202,))

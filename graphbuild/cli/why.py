@@ -7,8 +7,9 @@ from typing import Any
 
 from graphbuild.cli.output import emit_json, emit_text
 from graphbuild.cli.session import Session
-from graphbuild.errors import EXIT_OK, UsageError
+from graphbuild.errors import EXIT_OK, GraphbuildError, UsageError
 from graphbuild.keys import Component, diff
+from graphbuild.labels import Label
 
 
 def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
@@ -22,15 +23,16 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
     parser.set_defaults(handler=run_why)
 
 
-def explain(session: Session, label: str, only: str | None = None) -> list[dict[str, Any]]:
-    runs = session.history.runs(label)
+def explain(session: Session, label: Label, only: str | None = None) -> list[dict[str, Any]]:
+    runs = session.history.runs(str(label))
     if not runs:
         raise UsageError(f"{label} has no recorded run in this cache", hint=f"run 'graphbuild build {label}' first")
     last = runs[-1]
     previous = runs[-2] if len(runs) > 1 else None
+    mine = _closure(session, label)
     report = []
     for nid, (key, status, cached_from) in last["nodes"].items():
-        if only and nid != only:
+        if (only and nid != only) or (mine is not None and nid not in mine):
             continue
         entry: dict[str, Any] = {"id": nid, "status": status, "key": key}
         if status == "cached":
@@ -43,6 +45,16 @@ def explain(session: Session, label: str, only: str | None = None) -> list[dict[
     if only and not report:
         raise UsageError(f"node {only} was not part of the last run of {label}")
     return report
+
+
+def _closure(session: Session, label: Label) -> set[str] | None:
+    """The nodes the target needs (a run of //envs/... also recorded other targets' nodes);
+    None when the spec cannot be analysed right now: then every node of the run is shown."""
+    try:
+        analysis = session.analyze([label])
+    except GraphbuildError:
+        return None
+    return set(analysis.closure([label], "run")) | set(analysis.closure([label], "lock"))
 
 
 def _changes(session: Session, nid: str, key: str | None, previous: dict | None) -> dict[str, Any]:
@@ -67,10 +79,10 @@ def run_why(session: Session, args: argparse.Namespace) -> int:
     labels = session.labels([args.target])
     if len(labels) != 1:
         raise UsageError(f"why takes one target; {args.target} names {len(labels)}")
-    label = str(labels[0])
+    label = labels[0]
     report = explain(session, label, args.node)
     if args.json:
-        emit_json({"command": "why", "target": label, "nodes": report})
+        emit_json({"command": "why", "target": str(label), "nodes": report})
         return EXIT_OK
     lines = []
     for entry in report:

@@ -39,6 +39,8 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
         if verb != "lock":
             parser.add_argument("--relock", action="store_true",
                                 help="update lock files first instead of failing when one is out of date")
+            parser.add_argument("--affected-since", metavar="REV",
+                                help="only the targets a change since git revision REV affects (for CI)")
         parser.set_defaults(handler=run_verb, phase=verb)
 
 
@@ -46,6 +48,16 @@ def run_verb(session: Session, args: argparse.Namespace) -> int:
     started = time.monotonic()
     reporter = ConsoleReporter(verbose=args.verbose, quiet=args.quiet or args.json)
     labels = session.labels(args.targets)
+    if getattr(args, "affected_since", None):
+        from graphbuild.cli.affected import affected
+
+        labels, _ = affected(session, args.targets, args.affected_since)
+        if not labels:
+            reporter.summary(f"nothing is affected by the changes since {args.affected_since}")
+            if args.json:
+                emit_json({"command": args.phase, "targets": [], "nodes": [], "exit_code": EXIT_OK,
+                           "summary": {s: 0 for s in (*STATUSES, "total")}})
+            return EXIT_OK
     outcomes: dict[str, NodeOutcome] = {}
     lock_order: list[str] = []
     if args.phase == LOCK_PHASE or getattr(args, "relock", False):

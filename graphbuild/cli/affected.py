@@ -1,0 +1,128 @@
+"""`graphbuild affected --since REV [TARGETS]`: the targets a change since REV can affect.
+
+Both revisions are analysed (REV from a temporary checkout of its tracked files) and their
+nodes' static fingerprints compared: a target is affected when any node it needs differs.
+Precise by construction: editing one target of a BUILD.envs affects that target and what
+depends on it, not the whole file; a file that is no node's input affects nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from graphbuild.analysis.analyzer import Analysis, Analyzer
+from graphbuild.analysis.fingerprint import fingerprints
+from graphbuild.cli.output import emit_json, emit_text
+from graphbuild.cli.session import Session
+from graphbuild.errors import EXIT_OK, GraphbuildError, UsageError
+from graphbuild.labels import Label
+from graphbuild.loading.loader import Loader
+from graphbuild.loading.workspace import Workspace
+
+
+def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser("affected", parents=[parent], help="list targets a change since REV affects",
+                            description="List the targets (or nodes) whose inputs differ between git revision "
+                                        "REV and the working tree.")
+    parser.add_argument("targets", nargs="*", default=["//..."], metavar="TARGET", help="default: //...")
+    parser.add_argument("--since", required=True, metavar="REV", help="a git revision (main, HEAD~1, a sha)")
+    parser.add_argument("--nodes", action="store_true", help="list the affected nodes too")
+    parser.set_defaults(handler=run_affected)
+
+
+def run_affected(session: Session, args: argparse.Namespace) -> int:
+    labels, nodes = affected(session, args.targets, args.since)
+    if args.json:
+        emit_json({"command": "affected", "since": args.since, "targets": [str(lab) for lab in labels],
+                   **({"nodes": nodes} if args.nodes else {})})
+    else:
+        lines = [str(lab) for lab in labels]
+        if args.nodes:
+            lines += [f"  {nid}" for nid in nodes]
+        if lines:
+            emit_text("\n".join(lines))
+    return EXIT_OK
+
+
+def affected(session: Session, patterns: list[str], since: str) -> tuple[list[Label], list[str]]:
+    """(affected target labels, affected node ids) among `patterns`, between `since` and now."""
+    current_labels = session.labels(patterns)
+    current = session.analyze(current_labels)
+    with _checkout(session.workspace.root, since) as old_root:
+        old_loader = Loader(Workspace(old_root, session.workspace.config), session.loader.rules,
+                            session.loader.rule_api)
+        old_session_labels = _labels_at(old_loader, current_labels)
+        try:
+            old = Analyzer(old_loader, session.files.digest).analyze(old_session_labels)
+        except GraphbuildError as err:
+            raise UsageError(f"the spec at {since} does not analyse: {err.render()}",
+                             hint="affected needs both revisions to be valid specs") from None
+        old_fp = fingerprints(old)  # node ids and input paths are workspace-relative: comparable
+    new_fp = fingerprints(current)
+    changed = {nid for nid, fp in new_fp.items() if old_fp.get(nid) != fp}
+    labels = [lab for lab in current_labels if _needs(current, lab) & changed]
+    return labels, sorted(changed)
+
+
+def _needs(analysis: Analysis, label: Label) -> set[str]:
+    return set(analysis.closure([label], "run")) | set(analysis.closure([label], "lock"))
+
+
+def _labels_at(loader: Loader, labels: list[Label]) -> list[Label]:
+    """The labels that still exist at the old revision (new targets are affected anyway)."""
+    found = []
+    for label in labels:
+        try:
+            loader.target(label)
+        except GraphbuildError:
+            continue
+        found.append(label)
+    return found
+
+
+class _checkout:
+    """The tracked files of REV in a temporary directory; ignored paths of the working tree
+    (the base image tarball, generated repositories) are linked in, since no revision has them."""
+
+    def __init__(self, root: Path, rev: str):
+        self.root = root
+        self.rev = rev
+        self.tmp: Path | None = None
+
+    def __enter__(self) -> Path:
+        git = ["git", "-C", str(self.root)]
+        try:
+            top = Path(subprocess.run([*git, "rev-parse", "--show-toplevel"], check=True, capture_output=True,
+                                      text=True).stdout.strip())
+            subprocess.run([*git, "rev-parse", "--verify", "--quiet", f"{self.rev}^{{commit}}"], check=True,
+                           capture_output=True)
+        except (OSError, subprocess.CalledProcessError):
+            raise UsageError(f"{self.rev!r} is not a revision of a git repository at {self.root}",
+                             hint="pass a branch, tag or commit: --since main") from None
+        self.tmp = Path(tempfile.mkdtemp(prefix="graphbuild-affected-"))
+        archive = subprocess.Popen([*git, "archive", "--format=tar", self.rev], stdout=subprocess.PIPE,
+                                   cwd=top)
+        subprocess.run(["tar", "-x", "-C", str(self.tmp)], stdin=archive.stdout, check=True)
+        archive.wait()
+        prefix = self.root.resolve().relative_to(top.resolve())
+        old_root = self.tmp / prefix
+        ignored = subprocess.run([*git, "ls-files", "--others", "--ignored", "--exclude-standard", "--directory"],
+                                 capture_output=True, text=True, cwd=self.root).stdout.splitlines()
+        for rel in ignored:
+            rel = rel.rstrip("/")
+            if not rel or rel.startswith(("graphbuild-out", ".venv")) or "__pycache__" in rel:
+                continue
+            source, dest = self.root / rel, old_root / rel
+            if not dest.exists() and not dest.is_symlink():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.symlink(source, dest)
+        return old_root
+
+    def __exit__(self, *exc: object) -> None:
+        if self.tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)

@@ -79,7 +79,7 @@ def run_verb(session: Session, args: argparse.Namespace) -> int:
 def _execute(session: Session, reporter: ConsoleReporter, analysis: Analysis, order: list[str],
              wanted: list[OutputRef]) -> dict[str, NodeOutcome]:
     scheduler = Scheduler(actions=session.actions, blobs=session.blobs, workspace_root=session.workspace.root,
-                          tmp_dir=session.cache.tmp, reporter=reporter, jobs=session.jobs)
+                          tmp_dir=session.cache.tmp, reporter=reporter, jobs=session.jobs, remote=session.remote)
     outcomes = scheduler.run(analysis.nodes, order)
     for _ in range(3):
         try:
@@ -96,7 +96,7 @@ def _record_history(session: Session, phase: str, labels: list[Label], outcomes:
     session.history.record(f"{time.time_ns()}-{os.getpid()}", {
         "time": time.time(),
         "phase": phase,
-        "nodes": {nid: [o.key, o.status, o.cached_from] for nid, o in outcomes.items()},
+        "nodes": {nid: [o.key, o.status, o.cached_from, o.source] for nid, o in outcomes.items()},
     }, [str(lab) for lab in labels])
 
 
@@ -138,6 +138,7 @@ def _node_json(node: Any, outcome: NodeOutcome) -> dict[str, Any]:
         "key": outcome.key,
         "status": outcome.status,
         "cached_from": outcome.cached_from,
+        "cache": outcome.source,
         "duration": round(outcome.duration, 4),
         "outputs": {name: v[0] for name, v in outcome.outputs.items()},
         "metadata": outcome.metadata,

@@ -17,6 +17,9 @@ exit codes:
   2  bad usage or a bad spec (BUILD.envs error, unknown target, unusable cache dir)
 
 The workspace is the nearest directory at or above the current one holding graphbuild.toml.
+A shared cache (--remote-cache oci://HOST/REPO) is read after the local one and written after
+a node runs; when it is unreachable the build warns and goes on locally (unless
+--remote-cache-required). Environment: GRAPHBUILD_REMOTE_CACHE, GRAPHBUILD_REMOTE_CACHE_READONLY=1.
 The cache is --cache-dir, else $GRAPHBUILD_CACHE_DIR, else [cache] dir in graphbuild.toml,
 else $XDG_CACHE_HOME/graphbuild (~/.cache/graphbuild).
 """
@@ -39,6 +42,12 @@ def make_parser() -> argparse.ArgumentParser:
     common.add_argument("-j", "--jobs", type=int, metavar="N", help="nodes run at once (default: number of cores)")
     common.add_argument("-q", "--quiet", action="store_true", help="print only failures and the summary")
     common.add_argument("-v", "--verbose", action="store_true", help="print more detail")
+    common.add_argument("--remote-cache", metavar="oci://HOST/REPO",
+                        help="shared cache in an OCI registry (or $GRAPHBUILD_REMOTE_CACHE, [cache] remote)")
+    common.add_argument("--remote-cache-readonly", action="store_true",
+                        help="use the shared cache but never write to it (untrusted runners)")
+    common.add_argument("--remote-cache-required", action="store_true",
+                        help="fail instead of building locally when the shared cache is unreachable")
     parser = _Parser(prog="graphbuild", description="A declarative, content-addressed build graph for "
                      "container environments.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"graphbuild {__version__}")

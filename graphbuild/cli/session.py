@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from functools import cached_property
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from graphbuild.cache.blobs import BlobStore
 from graphbuild.cache.files import FileDigests
 from graphbuild.cache.history import History
 from graphbuild.cache.layout import ENV_VAR, CacheDir, default_cache_dir
+from graphbuild.cache.remote import RemoteCache, RemoteCacheError, RemoteLocation
+from graphbuild.errors import CacheError, UsageError
 from graphbuild.labels import Label, Pattern
 from graphbuild.loading.loader import Loader
 from graphbuild.loading.workspace import Workspace
@@ -60,6 +63,31 @@ class Session:
     def history(self) -> History:
         return History(self.cache.history, self.workspace.root)
 
+    @cached_property
+    def remote(self) -> RemoteCache | None:
+        """The shared cache, when one is configured and answers (else a warning: local only)."""
+        settings = self.workspace.config.get("cache", {})
+        url = self.args.remote_cache or os.environ.get(REMOTE_ENV) or settings.get("remote")
+        if not url:
+            return None
+        readonly = (self.args.remote_cache_readonly or _truthy(os.environ.get(f"{REMOTE_ENV}_READONLY"))
+                    or bool(settings.get("remote_readonly")))
+        required = self.args.remote_cache_required or _truthy(os.environ.get(f"{REMOTE_ENV}_REQUIRED"))
+        try:
+            location = RemoteLocation.parse(url)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+        remote = RemoteCache(location, blobs=self.blobs, actions=self.actions, writable=not readonly)
+        try:
+            remote.check()
+        except RemoteCacheError as err:
+            if required:
+                raise CacheError(f"remote cache {location} is unavailable: {err}",
+                                 hint="drop --remote-cache-required to build with the local cache alone") from None
+            sys.stderr.write(f"warning: remote cache {location} is unavailable ({err}); using the local cache only\n")
+            return None
+        return remote
+
     @property
     def jobs(self) -> int:
         return self.args.jobs or os.cpu_count() or 1
@@ -81,3 +109,10 @@ class Session:
             self.files.save()
         if "actions" in self.__dict__:
             self.actions.close()
+
+
+REMOTE_ENV = "GRAPHBUILD_REMOTE_CACHE"
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")

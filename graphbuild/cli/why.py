@@ -31,12 +31,16 @@ def explain(session: Session, label: Label, only: str | None = None) -> list[dic
     previous = runs[-2] if len(runs) > 1 else None
     mine = _closure(session, label)
     report = []
-    for nid, (key, status, cached_from) in last["nodes"].items():
+    for nid, (key, status, cached_from, *rest) in last["nodes"].items():
+        source = rest[0] if rest else None
         if (only and nid != only) or (mine is not None and nid not in mine):
             continue
         entry: dict[str, Any] = {"id": nid, "status": status, "key": key}
         if status == "cached":
-            entry["reason"] = "cached" + (f" (from {cached_from})" if cached_from and cached_from != nid else "")
+            where = [w for w in (source and f"{source} cache", cached_from and f"from {cached_from}") if w]
+            entry["reason"] = "cached" + (f" ({', '.join(where)})" if where else "")
+            entry["source"] = source
+            entry["cached_from"] = cached_from
         elif status == "skipped":
             entry["reason"] = "skipped: a dependency failed"
         else:

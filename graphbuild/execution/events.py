@@ -24,6 +24,7 @@ class NodeOutcome:
     cached_from: str | None = None  # where a cached result came from ("local", another node...)
     detail: str = ""  # why it ran despite a cache entry (a corrupt blob...)
     bad_input: bool = False  # the failure is the spec's fault: exit 2
+    source: str | None = None  # for a cached result: "local" or "remote" (the shared cache)
     location: str | None = None
 
     @property

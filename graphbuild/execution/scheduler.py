@@ -19,6 +19,7 @@ from typing import Any
 
 from graphbuild.cache.actions import ActionCache
 from graphbuild.cache.blobs import BlobStore, CorruptBlob
+from graphbuild.cache.remote import RemoteCache, RemoteCacheError
 from graphbuild.execution.context import ExecContext
 from graphbuild.execution.events import NodeOutcome, Reporter
 from graphbuild.execution.keying import node_manifest
@@ -30,7 +31,7 @@ _LOG_TAIL_LINES = 30
 
 class Scheduler:
     def __init__(self, *, actions: ActionCache, blobs: BlobStore, workspace_root: Path, tmp_dir: Path,
-                 reporter: Reporter, jobs: int):
+                 reporter: Reporter, jobs: int, remote: RemoteCache | None = None):
         self.actions = actions
         self.blobs = blobs
         self.root = workspace_root
@@ -38,6 +39,7 @@ class Scheduler:
         self.reporter = reporter
         self.jobs = max(1, jobs)
         self.manifests: dict[str, Manifest] = {}
+        self.remote = remote
 
     def run(self, nodes: Mapping[str, Node], order: list[str], *, force: Iterable[str] = ()) -> dict[str, NodeOutcome]:
         """Run `order` (a topological order, dependencies first); `force` bypasses the cache."""
@@ -94,8 +96,8 @@ class Scheduler:
                             same_key_waiters.setdefault(key, []).append(nid)
                             continue
                     running_keys[key] = nid
-                    self.reporter.node_started(node)
-                    future = pool.submit(self._execute, node, key, manifest, outcomes.copy())
+                    use_remote = node.cacheable and nid not in forced
+                    future = pool.submit(self._fetch_or_execute, node, key, manifest, outcomes.copy(), use_remote)
                     running[future] = nid
                 if not running:
                     break
@@ -136,11 +138,7 @@ class Scheduler:
                                           f"removed; rebuilding {nid}")
                     self.blobs.delete(sha)
                     return None
-            return NodeOutcome(nid, "cached", key=key, outputs=record["outputs"], metadata=record["metadata"],
-                               output_digest=record["output_digest"], cached_from=_other(record.get("node"), nid))
-        return NodeOutcome(nid, "failed", key=key, metadata=record["metadata"], message=record["message"],
-                           log_tail=record.get("log_tail", ""), cached_from=_other(record.get("node"), nid),
-                           detail="cached failure")
+        return _from_record(nid, key, record, "local")
 
     def _recover_corrupt(self, node: Node, sha: str, outcomes: dict[str, NodeOutcome]) -> str | None:
         for dep in node.deps:
@@ -153,6 +151,20 @@ class Scheduler:
         return None
 
     # -- running a node -----------------------------------------------------------------------
+
+    def _fetch_or_execute(self, node: Node, key: str, manifest: Manifest, outcomes: dict[str, NodeOutcome],
+                          use_remote: bool) -> NodeOutcome:
+        """Worker side: the shared cache first (a download, on this thread), else run the node."""
+        if use_remote and self.remote is not None:
+            try:
+                record = self.remote.lookup(key)
+            except RemoteCacheError as err:
+                self.reporter.warning(f"remote cache: {err}; {node.id} will run instead")
+                record = None
+            if record is not None:
+                return _from_record(node.id, key, record, "remote")
+        self.reporter.node_started(node)
+        return self._execute(node, key, manifest, outcomes)
 
     def _execute(self, node: Node, key: str, manifest: Manifest, outcomes: dict[str, NodeOutcome]) -> NodeOutcome:
         started = time.monotonic()
@@ -218,6 +230,22 @@ class Scheduler:
             "created": time.time(),
         }
         self.actions.put(key, record)
+        if self.remote is not None and self.remote.writable:
+            try:
+                self.remote.store(key, record, {name: comp.to_json() for name, comp in manifest.items()})
+            except RemoteCacheError as err:
+                self.reporter.warning(f"remote cache: could not store {node.id}: {err}")
+
+
+def _from_record(nid: str, key: str, record: dict[str, Any], source: str) -> NodeOutcome:
+    """The outcome a stored result stands for: a success, or a failure the inputs caused."""
+    if record["status"] == "ok":
+        return NodeOutcome(nid, "cached", key=key, outputs=record["outputs"], metadata=record["metadata"],
+                           output_digest=record["output_digest"], cached_from=_other(record.get("node"), nid),
+                           source=source)
+    return NodeOutcome(nid, "failed", key=key, metadata=record["metadata"], message=record["message"],
+                       log_tail=record.get("log_tail", ""), cached_from=_other(record.get("node"), nid),
+                       detail="cached failure", source=source)
 
 
 def _shared(outcome: NodeOutcome, source: str, nid: str) -> NodeOutcome:

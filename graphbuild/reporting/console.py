@@ -49,8 +49,10 @@ class ConsoleReporter:
             extra = f" ({outcome.duration:.2f} s)"
             if outcome.metadata.get("summary"):  # what the node did, in its own words (a push...)
                 extra += f": {outcome.metadata['summary']}"
-        elif outcome.status == "cached" and outcome.cached_from and outcome.cached_from != node.id:
-            extra = f" (from {outcome.cached_from})"
+        elif outcome.status == "cached" and (outcome.source == "remote" or outcome.cached_from):
+            where = [w for w in ("remote" if outcome.source == "remote" else None,
+                                 outcome.cached_from and f"from {outcome.cached_from}") if w]
+            extra = f" ({', '.join(where)})"
             if outcome.metadata.get("summary"):
                 extra += f": {outcome.metadata['summary']}"
         elif outcome.status in ("failed", "skipped"):

@@ -26,7 +26,8 @@ from graphbuild.api import (
     executor,
     rule,
 )
-from graphbuild.rules.oci import media, reference
+from graphbuild.cache import oci_media as media
+from graphbuild.rules.oci import reference
 
 
 class BaseImageAttrs(Attrs):
@@ -97,7 +98,7 @@ def import_tarball(ctx: ExecContext) -> dict[str, Any]:
 
 @executor("base_image.lock", version=1, cacheable=False)
 def lock_base(ctx: ExecContext) -> dict[str, Any]:
-    from graphbuild.rules.oci.registry import Registry, RegistryError
+    from graphbuild.cache.registry import Registry, RegistryError
 
     ref = _registry_ref(ctx)
     registry = Registry(ref.host or "")
@@ -128,7 +129,7 @@ def lock_base(ctx: ExecContext) -> dict[str, Any]:
 
 @executor("base_image.pull", version=1)
 def pull_base(ctx: ExecContext) -> dict[str, Any]:
-    from graphbuild.rules.oci.registry import Registry, RegistryError
+    from graphbuild.cache.registry import Registry, RegistryError
 
     ref = _registry_ref(ctx)
     registry = Registry(ref.host or "")

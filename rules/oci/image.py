@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from graphbuild.api import ExecContext, executor
-from graphbuild.rules.oci import media
+from graphbuild.cache import oci_media as media
 
 EPOCH = "1970-01-01T00:00:00Z"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

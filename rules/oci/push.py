@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from graphbuild.api import ActionFailed, ExecContext, executor
-from graphbuild.rules.oci import media, reference
+from graphbuild.cache import oci_media as media
+from graphbuild.rules.oci import reference
 from graphbuild.rules.oci.image import blob_digest
 
 
@@ -56,7 +57,7 @@ _LOCATIONS = _BlobLocations()
 @executor("oci.push", version=1, cacheable=False)
 def push_image(ctx: ExecContext) -> dict[str, Any]:
     """Inputs: `destination`, `manifest`, `config`, `layers`."""
-    from graphbuild.rules.oci.registry import Registry, RegistryError
+    from graphbuild.cache.registry import Registry, RegistryError
 
     try:
         ref = reference.with_registry(reference.parse(ctx.inputs["destination"]), ctx.workspace_root)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import requests
 
-from graphbuild.rules.oci import auth
-from graphbuild.rules.oci.media import ACCEPT_MANIFESTS
+from graphbuild.cache import registry_auth as auth
+from graphbuild.cache.oci_media import ACCEPT_MANIFESTS
 
 _CHUNK = 1 << 20
 

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 from graphbuild.analysis.analyzer import Analysis
@@ -41,6 +44,8 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
                                 help="update lock files first instead of failing when one is out of date")
             parser.add_argument("--affected-since", metavar="REV",
                                 help="only the targets a change since git revision REV affects (for CI)")
+            parser.add_argument("--junit-dir", metavar="DIR",
+                                help="copy the JUnit reports of the run's tests (ran or cached) into DIR")
         parser.set_defaults(handler=run_verb, phase=verb)
 
 
@@ -72,6 +77,8 @@ def run_verb(session: Session, args: argparse.Namespace) -> int:
                   if isinstance(ref, OutputRef)]
         outcomes.update(_execute(session, reporter, analysis, order, wanted))
         _record_history(session, args.phase, labels, outcomes)
+        if getattr(args, "junit_dir", None):
+            _copy_reports(session, outcomes, Path(args.junit_dir))
     order = [*lock_order, *(nid for nid in outcomes if nid not in lock_order)]
     return _report(args, reporter, analysis, labels, order, outcomes, time.monotonic() - started)
 
@@ -90,6 +97,16 @@ def _execute(session: Session, reporter: ConsoleReporter, analysis: Analysis, or
             reporter.warning(f"corrupt blob sha256:{err.digest[:16]} (output of {producer}) removed; rebuilding it")
             outcomes.update(scheduler.run(analysis.nodes, order, force=[producer]))
     return outcomes
+
+
+def _copy_reports(session: Session, outcomes: dict[str, NodeOutcome], directory: Path) -> None:
+    """Outputs named `junit.xml` are JUnit reports by convention: CI systems collect them."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for nid, outcome in outcomes.items():
+        report = outcome.outputs.get("junit.xml")
+        if report and outcome.ok:
+            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", nid.removeprefix("//")) + ".xml"
+            shutil.copyfile(session.blobs.verified_path(report[0]), directory / name)
 
 
 def _record_history(session: Session, phase: str, labels: list[Label], outcomes: dict[str, NodeOutcome]) -> None:

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from graphbuild import __version__
-from graphbuild.cli import affected, build, clean, graph, query, why
+from graphbuild.cli import affected, build, ci, clean, graph, query, why
 from graphbuild.cli.output import emit_json
 from graphbuild.errors import EXIT_BAD_INPUT, GraphbuildError
 
@@ -53,7 +53,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"graphbuild {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     sub.required = True
-    for module in (build, query, graph, why, affected, clean):
+    for module in (build, query, graph, why, affected, ci, clean):
         module.add_parser(sub, common)
     for action in sub.choices.values():
         action.epilog = EPILOG

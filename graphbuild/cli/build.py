@@ -76,7 +76,7 @@ def run_verb(session: Session, args: argparse.Namespace) -> int:
         wanted = [ref for lab in labels for ref in analysis.providers[lab][DefaultInfo].files
                   if isinstance(ref, OutputRef)]
         outcomes.update(_execute(session, reporter, analysis, order, wanted))
-        _record_history(session, args.phase, labels, outcomes)
+        _record_history(session, args.phase, labels, outcomes, analysis)
         if getattr(args, "junit_dir", None):
             _copy_reports(session, outcomes, Path(args.junit_dir))
     order = [*lock_order, *(nid for nid in outcomes if nid not in lock_order)]
@@ -109,11 +109,13 @@ def _copy_reports(session: Session, outcomes: dict[str, NodeOutcome], directory:
             shutil.copyfile(session.blobs.verified_path(report[0]), directory / name)
 
 
-def _record_history(session: Session, phase: str, labels: list[Label], outcomes: dict[str, NodeOutcome]) -> None:
+def _record_history(session: Session, phase: str, labels: list[Label], outcomes: dict[str, NodeOutcome],
+                    analysis: Analysis) -> None:
     session.history.record(f"{time.time_ns()}-{os.getpid()}", {
         "time": time.time(),
         "phase": phase,
-        "nodes": {nid: [o.key, o.status, o.cached_from, o.source] for nid, o in outcomes.items()},
+        "nodes": {nid: [o.key, o.status, o.cached_from, o.source, analysis.nodes[nid].cacheable]
+                  for nid, o in outcomes.items() if nid in analysis.nodes},
     }, [str(lab) for lab in labels])
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from graphbuild.cli.output import emit_json, emit_text
@@ -20,6 +21,9 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
     )
     parser.add_argument("target", metavar="TARGET")
     parser.add_argument("--node", metavar="ID", help="only this node")
+    parser.add_argument("--graph", metavar="FILE", help="also draw the run: FILE.svg or FILE.html")
+    parser.add_argument("--vs", metavar="TARGET", help="compare with another target (e.g. two environments): "
+                        "which nodes, packages and test results differ, from their last runs")
     parser.set_defaults(handler=run_why)
 
 
@@ -33,6 +37,7 @@ def explain(session: Session, label: Label, only: str | None = None) -> list[dic
     report = []
     for nid, (key, status, cached_from, *rest) in last["nodes"].items():
         source = rest[0] if rest else None
+        cacheable = rest[1] if len(rest) > 1 else True
         if (only and nid != only) or (mine is not None and nid not in mine):
             continue
         entry: dict[str, Any] = {"id": nid, "status": status, "key": key}
@@ -45,10 +50,79 @@ def explain(session: Session, label: Label, only: str | None = None) -> list[dic
             entry["reason"] = "skipped: a dependency failed"
         else:
             entry.update(_changes(session, nid, key, previous))
+            if not cacheable and not entry.get("changes"):
+                entry["reason"] = "runs every time: it acts on the outside world (a Docker engine, a registry...)"
         report.append(entry)
     if only and not report:
         raise UsageError(f"node {only} was not part of the last run of {label}")
     return report
+
+
+def _edges(session: Session, label: Label, ids: set[str]) -> list[tuple[str, str]]:
+    try:
+        analysis = session.analyze([label])
+    except GraphbuildError:
+        return []
+    import networkx as nx
+
+    graph = nx.DiGraph([(n, d) for n in ids if n in analysis.nodes for d in analysis.nodes[n].deps if d in ids])
+    # drawn without the edges implied by others: a picture, not a proof
+    return list(nx.transitive_reduction(graph).edges) if nx.is_directed_acyclic_graph(graph) else list(graph.edges)
+
+
+def compare(session: Session, label: Label, args: argparse.Namespace) -> int:
+    """Two targets' last runs side by side, node by node (matched by name after '#')."""
+    others = session.labels([args.vs])
+    if len(others) != 1:
+        raise UsageError(f"--vs takes one target; {args.vs} names {len(others)}")
+    other = others[0]
+    sides = []
+    for target in (label, other):
+        runs = session.history.runs(str(target))
+        if not runs:
+            raise UsageError(f"{target} has no recorded run in this cache", hint=f"run 'graphbuild build {target}'")
+        mine = _closure(session, target)
+        nodes = {nid: entry for nid, entry in runs[-1]["nodes"].items() if mine is None or nid in mine}
+        sides.append({nid.split("#", 1)[1] if nid.startswith(f"{target}#") else nid: (nid, entry)
+                      for nid, entry in nodes.items()})
+    rows = []
+    for name in sorted(set(sides[0]) | set(sides[1])):
+        left, right = sides[0].get(name), sides[1].get(name)
+        row: dict[str, Any] = {"name": name}
+        if left is None or right is None:
+            row["state"] = f"only in {label if right is None else other}"
+        elif left[1][0] == right[1][0]:
+            row["state"] = "same"
+        else:
+            row["state"] = "differs"
+            row["changes"] = _manifest_diff(session, left[1][0], right[1][0])
+        if left:
+            row["left"] = {"id": left[0], "key": left[1][0], "status": left[1][1]}
+        if right:
+            row["right"] = {"id": right[0], "key": right[1][0], "status": right[1][1]}
+        rows.append(row)
+    if args.json:
+        emit_json({"command": "why", "target": str(label), "vs": str(other), "nodes": rows})
+        return EXIT_OK
+    lines = [f"{label} vs {other}"]
+    for row in rows:
+        lines.append(f"  {row['name']:<28} {row['state']}")
+        for change in row.get("changes", []):
+            lines.append(f"      {change['input']}: {change['old']} | {change['new']}")
+    emit_text("\n".join(lines))
+    return EXIT_OK
+
+
+def _manifest(session: Session, key: str | None) -> dict[str, Component] | None:
+    stored = session.actions.get_manifest(key) if key else None
+    return {k: Component.from_json(v) for k, v in stored.items()} if stored is not None else None
+
+
+def _manifest_diff(session: Session, left: str | None, right: str | None) -> list[dict[str, Any]]:
+    old, new = _manifest(session, left), _manifest(session, right)
+    if old is None or new is None:
+        return []
+    return [{"input": c.name, "old": c.old, "new": c.new} for c in diff(old, new)]
 
 
 def _closure(session: Session, label: Label) -> set[str] | None:
@@ -69,12 +143,10 @@ def _changes(session: Session, nid: str, key: str | None, previous: dict | None)
     if old_key == key:
         return {"reason": "same inputs as the previous run; its cached result was missing, corrupt or a "
                           "failure that is never cached", "changes": []}
-    old = session.actions.get_manifest(old_key) if old_key else None
-    new = session.actions.get_manifest(key) if key else None
+    old, new = _manifest(session, old_key), _manifest(session, key)
     if old is None or new is None:
         return {"reason": "inputs changed (the earlier inputs are no longer in the cache)", "changes": []}
-    changes = diff({k: Component.from_json(v) for k, v in old.items()},
-                   {k: Component.from_json(v) for k, v in new.items()})
+    changes = diff(old, new)
     return {"reason": "inputs changed", "changes": [
         {"input": c.name, "old": c.old, "new": c.new, "location": c.location} for c in changes]}
 
@@ -84,7 +156,15 @@ def run_why(session: Session, args: argparse.Namespace) -> int:
     if len(labels) != 1:
         raise UsageError(f"why takes one target; {args.target} names {len(labels)}")
     label = labels[0]
+    if args.vs:
+        return compare(session, label, args)
     report = explain(session, label, args.node)
+    if args.graph:
+        from graphbuild.reporting.why_graph import render
+
+        ids = {entry["id"] for entry in report}
+        edges = _edges(session, label, ids)
+        render(report, edges, f"why {label}", Path(args.graph))
     if args.json:
         emit_json({"command": "why", "target": str(label), "nodes": report})
         return EXIT_OK

@@ -104,7 +104,7 @@ def test_why_names_the_changed_file_with_old_and_new_digests(ws):
     text = ws.gb("why", "//pkg:top")
     assert text.exit_code == 0
     lines = text.stdout.splitlines()
-    assert "//pkg:la#gen: cached - cached" in lines
+    assert "//pkg:la#gen: cached - cached (local cache)" in lines
     assert "//pkg:lb#gen: ran" in lines
     detail = lines[lines.index("//pkg:lb#gen: ran") + 1]
     assert "pkg/b.txt" in detail and old_sha[:16] in detail and new_sha[:16] in detail

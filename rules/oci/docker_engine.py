@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -66,35 +67,52 @@ def _member(name: str, handle: io.BufferedIOBase | io.BytesIO, size: int | None)
         yield b"\0" * (_BLOCK - size % _BLOCK)
 
 
+_LOAD_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def ensure_loaded(client: Any, config: Path, layers: list[Path], tags: list[str]) -> tuple[Any, bool]:
+    """The engine's image for `config` (its name is the image id), loaded if the engine lacks it
+    (once per image even when several nodes ask at the same time); then tagged."""
+    from docker.errors import APIError, ImageNotFound
+
+    image_id = "sha256:" + config.name
+    with _LOCKS_GUARD:
+        lock = _LOAD_LOCKS.setdefault(image_id, threading.Lock())
+    loaded = False
+    with lock:
+        try:
+            image = client.images.get(image_id)
+        except ImageNotFound:
+            try:
+                client.images.load(archive_stream(config, layers, tags))
+                image = client.images.get(image_id)
+            except (APIError, ImageNotFound) as err:
+                raise ActionFailed(f"the Docker engine did not load the image: {err}") from None
+            loaded = True
+    for tag in tags:
+        repository, _, name = tag.rpartition(":")
+        image.tag(repository, name)
+    return image, loaded
+
+
+def image_tags(repository: str, manifest_digest: str) -> list[str]:
+    return [f"{repository}:{manifest_digest.removeprefix('sha256:')[:12]}", f"{repository}:latest"]
+
+
 @executor("docker.load", version=1, cacheable=False)
 def load_image(ctx: ExecContext) -> dict[str, Any]:
     """Inputs: `config`, `layers` (all, base first), `index`, `repository`. Loads the image unless
     the engine has it already, then tags it REPOSITORY:<digest prefix> and REPOSITORY:latest;
     also (re)writes the image's OCI layout in the cache."""
-    from docker.errors import APIError, ImageNotFound
-
     config = Path(ctx.inputs["config"])
     layers = [Path(p) for p in ctx.inputs["layers"]]
     index = Path(ctx.inputs["index"]).read_bytes()
     digest = json.loads(index)["manifests"][0]["digest"]
     layout = write_layout(ctx.blob_root, index, digest) if ctx.blob_root else None
-    client = docker_client()
     image_id = "sha256:" + config.name
-    repository = ctx.inputs["repository"]
-    tags = [f"{repository}:{digest.removeprefix('sha256:')[:12]}", f"{repository}:latest"]
-    loaded = False
-    try:
-        image = client.images.get(image_id)
-    except ImageNotFound:
-        try:
-            client.images.load(archive_stream(config, layers, tags))
-            image = client.images.get(image_id)
-        except (APIError, ImageNotFound) as err:
-            raise ActionFailed(f"the Docker engine did not load the image: {err}") from None
-        loaded = True
-    for tag in tags:
-        repository, _, name = tag.rpartition(":")
-        image.tag(repository, name)
+    tags = image_tags(ctx.inputs["repository"], digest)
+    _, loaded = ensure_loaded(docker_client(), config, layers, tags)
     return {"image_id": image_id, "digest": digest, "tags": tags, "loaded": loaded,
             "layout": str(layout) if layout else None,
             "summary": f"{'loaded' if loaded else 'already in the engine:'} {tags[0]}"}

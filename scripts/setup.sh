@@ -9,6 +9,8 @@ need=()
 command -v git >/dev/null || need+=(git)
 command -v python3 >/dev/null || need+=(python3)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+command -v dot >/dev/null || need+=(graphviz)          # graphbuild why --graph
+command -v npm >/dev/null || need+=(npm)               # gitlab-ci-local, for the CI pipeline test
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]} with apt" >&2
   export DEBIAN_FRONTEND=noninteractive
@@ -26,4 +28,10 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip >&2
   .venv/bin/python -m pip install -q -e '.[test]' >&2
   touch "$stamp"
+fi
+
+# gitlab-ci-local runs generated GitLab pipelines locally in the tests (4.70 runs on Node 20)
+if ! command -v gitlab-ci-local >/dev/null || [ "$(gitlab-ci-local --version 2>/dev/null)" != "4.70.0" ]; then
+  echo "setup: installing gitlab-ci-local with npm" >&2
+  npm install -g --silent gitlab-ci-local@4.70.0 >&2
 fi

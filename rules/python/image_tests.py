@@ -9,6 +9,7 @@ one result.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tarfile
 import xml.etree.ElementTree as ET
@@ -16,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from graphbuild.api import ActionFailed, ExecContext, executor
-from graphbuild.rules.oci.docker_engine import docker_client
+from graphbuild.rules.oci.docker_engine import docker_client, ensure_loaded, image_tags
 
 # pytest's exit codes that the tests themselves caused (failures, errors, nothing collected)
 _DETERMINISTIC_EXITS = {1: "tests failed", 2: "test run interrupted (collection error?)",
                         4: "pytest usage error", 5: "no tests were collected"}
-_LOG_TAIL = 40
 
 
 def pytest_command(tests: list[str]) -> list[str]:
@@ -39,9 +39,13 @@ def run_library_tests(ctx: ExecContext) -> dict[str, Any]:
     out.mkdir(mode=0o777)
     out.chmod(0o777)
     _stage_sources(ctx, src)
-    image_id = "sha256:" + Path(ctx.unkeyed["image_config"]).name
+    config = Path(ctx.unkeyed["image_config"])
+    image_id = "sha256:" + config.name
     timeout = float(ctx.inputs["timeout"])
     client = docker_client()
+    digest = json.loads(Path(ctx.unkeyed["image_index"]).read_bytes())["manifests"][0]["digest"]
+    ensure_loaded(client, config, [Path(p) for p in ctx.unkeyed["image_layers"]],
+                  image_tags(ctx.unkeyed["image_repository"], digest))
     from docker.errors import APIError, ImageNotFound
     from requests.exceptions import ConnectionError as RequestsConnectionError
     from requests.exceptions import ReadTimeout
@@ -62,7 +66,7 @@ def run_library_tests(ctx: ExecContext) -> dict[str, Any]:
             container.kill()
             log = container.logs().decode(errors="replace")
             ctx.log(log)
-            raise ActionFailed(f"tests timed out after {timeout:g} s", details=_tail(log)) from None
+            raise ActionFailed(f"tests timed out after {timeout:g} s") from None
         log = container.logs().decode(errors="replace")
     finally:
         try:
@@ -78,7 +82,7 @@ def run_library_tests(ctx: ExecContext) -> dict[str, Any]:
         why = _DETERMINISTIC_EXITS.get(code)
         raise ActionFailed(
             f"{why or f'test container exited with {code}'} in {where}: {failing}",
-            deterministic=why is not None, details=_tail(log), metadata={**report, "exit_code": code})
+            deterministic=why is not None, metadata={**report, "exit_code": code})
     if (out / "junit.xml").is_file():
         shutil.copyfile(out / "junit.xml", ctx.out("junit.xml"))
     else:
@@ -118,7 +122,3 @@ def _junit(path: Path) -> dict[str, Any]:
         if case.find("failure") is not None or case.find("error") is not None:
             report["failing"].append(f"{case.get('classname', '')}::{case.get('name', '')}".strip(":"))
     return report
-
-
-def _tail(log: str) -> str:
-    return "\n".join(log.rstrip().splitlines()[-_LOG_TAIL:])

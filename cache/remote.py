@@ -23,7 +23,7 @@ from graphbuild.cache.actions import ActionCache
 from graphbuild.cache.blobs import BlobStore
 from graphbuild.cache.oci_media import MANIFEST, canonical_json, sha256_digest
 from graphbuild.cache.registry import Registry, RegistryError
-from graphbuild.keys import Component, key_of
+from graphbuild.keys import Component, digest, key_of
 
 RECORD_TYPE = "application/vnd.graphbuild.action.v1+json"
 BLOB_TYPE = "application/octet-stream"
@@ -88,6 +88,8 @@ class RemoteCache:
             raise RemoteCacheError(f"entry {TAG_PREFIX}{key} is filed under the wrong key")
         if key_of({name: Component.from_json(value) for name, value in inputs.items()}) != key:
             raise RemoteCacheError(f"entry {TAG_PREFIX}{key}: its inputs do not hash to its key (poisoned?)")
+        if record.get("status") == "ok" and record.get("output_digest") != _outputs_digest(record):
+            raise RemoteCacheError(f"entry {TAG_PREFIX}{key}: its outputs do not match its output digest (poisoned?)")
         wanted = [(out[0], out[1]) for out in record.get("outputs", {}).values()]
         if record.get("log"):
             wanted.append((record["log"], None))
@@ -154,3 +156,12 @@ class RemoteCache:
             self.registry.put_manifest(repo, TAG_PREFIX + key, canonical_json(manifest), MANIFEST)
         except (RegistryError, OSError) as err:
             raise RemoteCacheError(f"storing {key[:12]}: {err}") from None
+
+
+def _outputs_digest(record: dict[str, Any]) -> str | None:
+    """What the scheduler records as a result's output digest: its outputs' sha256s and metadata."""
+    try:
+        return digest({"outputs": {name: out[0] for name, out in record["outputs"].items()},
+                       "metadata": record["metadata"]})
+    except (KeyError, TypeError, AttributeError, IndexError):
+        return None

@@ -39,6 +39,7 @@ class GraphbuildError(Exception):
         self.message = message
         self.location = location
         self.hint = hint
+        self.target: object | None = None  # the target whose analysis raised it, when known
 
     def render(self) -> str:
         text = f"{self.location}: {self.message}" if self.location else self.message

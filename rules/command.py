@@ -13,7 +13,8 @@ def staged_sources(ctx: RuleContext, values: list[Source], attr: str) -> dict[st
     """The `srcs`/`src_names` inputs of a command node: files, and the names the command sees
     them by (a workspace path; `pkg/target/out` for another target's output)."""
     srcs = ctx.sources(values, attr=attr)
-    return {"srcs": srcs, "src_names": [_staged_name(s) for s in srcs]}
+    # $PACKAGE is visible to the command, so it is part of the key
+    return {"srcs": srcs, "src_names": [_staged_name(s) for s in srcs], "package": ctx.package}
 
 
 def _staged_name(ref: FileRef | OutputRef) -> str:
@@ -35,16 +36,17 @@ def _stage(ctx: ExecContext, files: list[Path], names: list[str]) -> list[str]:
     return staged
 
 
-@executor("command", version=1)
+@executor("command", version=2)
 def run_command(ctx: ExecContext) -> dict[str, Any]:
-    """Inputs: `cmd` (bash), `srcs` (files), `src_names` (their names), `env`, `timeout`, `test`."""
+    """Inputs: `cmd` (bash), `srcs` (files), `src_names` (their names), `package` ($PACKAGE), `env`,
+    `timeout`, `test`."""
     srcs = _stage(ctx, ctx.inputs.get("srcs", []), ctx.inputs.get("src_names", []))
     outs = [str(ctx.out(name)) for name in ctx.node.outputs]
     env = {
         "SRCS": " ".join(srcs),
         "OUTS": " ".join(outs),
         "OUT": outs[0] if len(outs) == 1 else "",
-        "PACKAGE": ctx.node.label.package,
+        **({"PACKAGE": ctx.inputs["package"]} if "package" in ctx.inputs else {}),
         **ctx.inputs.get("env", {}),
     }
     is_test = bool(ctx.inputs.get("test"))

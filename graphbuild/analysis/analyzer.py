@@ -12,7 +12,7 @@ from graphbuild.analysis.context import RuleContext, _TargetKind
 from graphbuild.errors import GraphbuildError, Location, SpecError, raise_collected
 from graphbuild.labels import Label
 from graphbuild.loading.loader import Loader, Target
-from graphbuild.nodes import LOCK_PHASE, PHASES, Node
+from graphbuild.nodes import LOCK_PHASE, PHASES, Node, OutputRef
 from graphbuild.rule import DefaultInfo, Provider
 
 
@@ -65,9 +65,11 @@ class Analyzer:
             try:
                 self._analyze_target(target, analysis)
             except GraphbuildError as err:
+                err.target = err.target or target.label
                 errors.append(err)
                 failed.add(label_text)
         raise_collected(errors)
+        _check_output_names(analysis)
         for node in analysis.nodes.values():
             analysis.action_graph.add_node(node.id)
             for dep in node.deps:
@@ -124,6 +126,24 @@ class Analyzer:
         analysis.target_nodes[target.label] = [n.id for n in ctx.nodes]
         for node in ctx.nodes:
             analysis.nodes[node.id] = node
+
+
+def _check_output_names(analysis: Analysis) -> None:
+    """Two targets of a package may not both produce a file of the same name: they would
+    overwrite each other in graphbuild-out/<package>/."""
+    owners: dict[tuple[str, str], Label] = {}
+    errors: list[GraphbuildError] = []
+    for label, providers in analysis.providers.items():
+        for ref in providers[DefaultInfo].files:
+            if not isinstance(ref, OutputRef) or not ref.node_id.startswith(f"{label}#"):
+                continue  # files passed on from another target belong to that target
+            slot = (label.package, ref.name)
+            first = owners.setdefault(slot, label)
+            if first != label:
+                errors.append(SpecError(
+                    f"{label} and {first} both produce '{ref.name}' in package //{label.package}",
+                    location=analysis.targets[label].location, hint="give one of the outputs another name"))
+    raise_collected(errors)
 
 
 def _as_list(returned: object) -> list:

@@ -12,14 +12,17 @@ import argparse
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
+
+import networkx as nx
 
 from graphbuild.analysis.analyzer import Analysis, Analyzer
 from graphbuild.analysis.fingerprint import fingerprints
 from graphbuild.cli.output import emit_json, emit_text
 from graphbuild.cli.session import Session
-from graphbuild.errors import EXIT_OK, GraphbuildError, UsageError
+from graphbuild.errors import EXIT_OK, GraphbuildError, SpecError, UsageError
 from graphbuild.labels import Label
 from graphbuild.loading.loader import Loader
 from graphbuild.loading.workspace import Workspace
@@ -52,20 +55,35 @@ def run_affected(session: Session, args: argparse.Namespace) -> int:
 def affected(session: Session, patterns: list[str], since: str) -> tuple[list[Label], list[str]]:
     """(affected target labels, affected node ids) among `patterns`, between `since` and now."""
     current_labels = session.labels(patterns)
-    current = session.analyze(current_labels)
+    try:
+        current = session.analyze(current_labels)
+        locking = False
+    except SpecError:
+        # Typically a lock file not yet rewritten after a spec change: compare what can be
+        # compared without locks (specs, sources), and let changes flow up the target graph.
+        current = session.analyze(current_labels, locking=True)
+        locking = True
+        sys.stderr.write("warning: some lock files are out of date; comparing specs and sources (run "
+                         "'graphbuild lock' for a node-precise answer)\n")
     with _checkout(session.workspace.root, since) as old_root:
         old_loader = Loader(Workspace(old_root, session.workspace.config), session.loader.rules,
                             session.loader.rule_api)
-        old_session_labels = _labels_at(old_loader, current_labels)
         try:
-            old = Analyzer(old_loader, session.files.digest).analyze(old_session_labels)
+            old = Analyzer(old_loader, session.files.digest, locking=locking).analyze(
+                _labels_at(old_loader, current_labels))
         except GraphbuildError as err:
             raise UsageError(f"the spec at {since} does not analyse: {err.render()}",
                              hint="affected needs both revisions to be valid specs") from None
         old_fp = fingerprints(old)  # node ids and input paths are workspace-relative: comparable
     new_fp = fingerprints(current)
     changed = {nid for nid, fp in new_fp.items() if old_fp.get(nid) != fp}
-    labels = [lab for lab in current_labels if _needs(current, lab) & changed]
+    if locking:
+        touched = {str(current.nodes[nid].label) for nid in changed}
+        graph = current.target_graph
+        labels = [lab for lab in current_labels
+                  if ({str(lab)} | nx.descendants(graph, str(lab))) & touched]
+    else:
+        labels = [lab for lab in current_labels if _needs(current, lab) & changed]
     return labels, sorted(changed)
 
 

@@ -18,7 +18,7 @@ from graphbuild.analysis.analyzer import Analysis
 from graphbuild.cache.blobs import CorruptBlob
 from graphbuild.cli.output import emit_json
 from graphbuild.cli.session import Session
-from graphbuild.errors import EXIT_BAD_INPUT, EXIT_BUILD_FAILED, EXIT_OK
+from graphbuild.errors import EXIT_BAD_INPUT, EXIT_BUILD_FAILED, EXIT_OK, GraphbuildError, SpecErrors
 from graphbuild.execution.events import STATUSES, NodeOutcome
 from graphbuild.execution.materialize import materialize
 from graphbuild.execution.scheduler import Scheduler
@@ -65,9 +65,10 @@ def run_verb(session: Session, args: argparse.Namespace) -> int:
             return EXIT_OK
     outcomes: dict[str, NodeOutcome] = {}
     lock_order: list[str] = []
-    if args.phase == LOCK_PHASE or getattr(args, "relock", False):
-        lock_analysis = session.analyze(labels, locking=True)
-        lock_order = lock_analysis.closure(labels, LOCK_PHASE)
+    to_lock = labels if args.phase == LOCK_PHASE else _stale(session, labels) if getattr(args, "relock", False) else []
+    if to_lock:
+        lock_analysis = session.analyze(to_lock, locking=True)
+        lock_order = lock_analysis.closure(to_lock, LOCK_PHASE)
         outcomes = _execute(session, reporter, lock_analysis, lock_order, [])
         analysis = lock_analysis
     if args.phase != LOCK_PHASE and all(o.ok for o in outcomes.values()):
@@ -78,9 +79,26 @@ def run_verb(session: Session, args: argparse.Namespace) -> int:
         outcomes.update(_execute(session, reporter, analysis, order, wanted))
         _record_history(session, args.phase, labels, outcomes, analysis)
         if getattr(args, "junit_dir", None):
-            _copy_reports(session, outcomes, Path(args.junit_dir))
+            _copy_reports(session, outcomes, session.cwd / args.junit_dir)
     order = [*lock_order, *(nid for nid in outcomes if nid not in lock_order)]
     return _report(args, reporter, analysis, labels, order, outcomes, time.monotonic() - started)
+
+
+def _stale(session: Session, labels: list[Label]) -> list[Label]:
+    """The targets `--relock` must relock: those whose analysis fails (a stale or missing lock
+    is a spec error of the target that reads it). Any other spec error is raised as is."""
+    try:
+        session.analyze(labels)
+    except SpecErrors as err:
+        errors = err.errors
+    except GraphbuildError as err:
+        errors = [err]
+    else:
+        return []
+    stale = [e.target for e in errors if isinstance(e.target, Label)]
+    if len(stale) < len(errors):
+        raise errors[0] if len(errors) == 1 else SpecErrors([e for e in errors if not isinstance(e.target, Label)])
+    return list(dict.fromkeys(stale))
 
 
 def _execute(session: Session, reporter: ConsoleReporter, analysis: Analysis, order: list[str],

@@ -71,6 +71,9 @@ def gitlab_pipeline(session: Session, labels: list[Label], args: argparse.Namesp
         return pipeline
     analysis = session.analyze(labels)
     with_nodes = [lab for lab in analysis.targets if analysis.target_nodes.get(lab)]
+    if args.affected_since:  # only the affected targets: what they need unchanged is in the shared cache
+        affected = set(labels)
+        with_nodes = [lab for lab in with_nodes if lab in affected]
     job_of = {lab: _job_name(lab) for lab in with_nodes}
     graph: nx.DiGraph = analysis.target_graph
     pushers: list[str] = []

@@ -108,7 +108,8 @@ def compare(session: Session, label: Label, args: argparse.Namespace) -> int:
     for row in rows:
         lines.append(f"  {row['name']:<28} {row['state']}")
         for change in row.get("changes", []):
-            lines.append(f"      {change['input']}: {change['old']} | {change['new']}")
+            left, right = ("(absent)" if v is None else v for v in (change["old"], change["new"]))
+            lines.append(f"      {change['input']}: {left} | {right}")
     emit_text("\n".join(lines))
     return EXIT_OK
 
@@ -164,7 +165,7 @@ def run_why(session: Session, args: argparse.Namespace) -> int:
 
         ids = {entry["id"] for entry in report}
         edges = _edges(session, label, ids)
-        render(report, edges, f"why {label}", Path(args.graph))
+        render(report, edges, f"why {label}", session.cwd / Path(args.graph))  # -C DIR: as if started in DIR
     if args.json:
         emit_json({"command": "why", "target": str(label), "nodes": report})
         return EXIT_OK

@@ -24,6 +24,22 @@ class _BlobLocations:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        # this process's pushes: (host, digest) -> repository, and one lock per blob so two
+        # pushes running at once upload a shared blob once; the second mounts it
+        self._recent: dict[tuple[str, str], str] = {}
+        self._blob_locks: dict[tuple[str, str], threading.Lock] = {}
+
+    def blob_lock(self, host: str, digest: str) -> threading.Lock:
+        with self._lock:
+            return self._blob_locks.setdefault((host, digest), threading.Lock())
+
+    def recent(self, host: str, digest: str) -> str | None:
+        with self._lock:
+            return self._recent.get((host, digest))
+
+    def remember(self, host: str, digest: str, repository: str) -> None:
+        with self._lock:
+            self._recent[(host, digest)] = repository
 
     def _path(self, blob_root: Path | None) -> Path | None:
         return blob_root.parent / "push-locations.json" if blob_root else None
@@ -78,15 +94,17 @@ def push_image(ctx: ExecContext) -> dict[str, Any]:
                 continue
             done.append(digest)
             size = path.stat().st_size
-            source = known.get(digest)
-            if registry.has_blob(ref.repository, digest):
-                skipped += size
-            elif source and source != ref.repository and registry.mount_blob(ref.repository, digest, source):
-                mounted += size
-            else:
-                registry.upload_blob(ref.repository, digest, path)
-                uploaded += size
-                count += 1
+            with _LOCATIONS.blob_lock(ref.host, digest):
+                source = _LOCATIONS.recent(ref.host, digest) or known.get(digest)
+                if registry.has_blob(ref.repository, digest):
+                    skipped += size
+                elif source and source != ref.repository and registry.mount_blob(ref.repository, digest, source):
+                    mounted += size
+                else:
+                    registry.upload_blob(ref.repository, digest, path)
+                    uploaded += size
+                    count += 1
+                _LOCATIONS.remember(ref.host, digest, ref.repository)
         data = manifest.read_bytes()
         pushed = registry.put_manifest(ref.repository, ref.tag or "latest", data, media.MANIFEST)
     except RegistryError as err:

@@ -9,11 +9,13 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from docker_env import ServicesUnavailable, start_services
 
 from graphbuild.cli.main import main
 
@@ -72,3 +74,20 @@ class TestWorkspace:
 @pytest.fixture
 def ws(tmp_path: Path) -> TestWorkspace:
     return TestWorkspace(tmp_path / "ws", tmp_path / "cache")
+
+
+@pytest.fixture(scope="session")
+def registry() -> Iterator[str]:
+    """The loopback registry of scripts/workspace-env.sh ("127.0.0.1:5000"); its exports are set
+    in os.environ meanwhile. Under CI a failure to start it fails the test, elsewhere skips it."""
+    try:
+        exports = start_services()
+    except ServicesUnavailable as err:
+        if os.environ.get("CI"):
+            pytest.fail(f"the registry is required under CI: {err}")
+        pytest.skip(f"no registry (scripts/workspace-env.sh failed): {err}")
+    patch = pytest.MonkeyPatch()
+    for name, value in exports.items():
+        patch.setenv(name, value)
+    yield exports["GRAPHBUILD_REGISTRY"]
+    patch.undo()

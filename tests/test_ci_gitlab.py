@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import pytest
 import yaml
 from conftest import Result
 from conftest import TestWorkspace as Workspace  # (not collected as a test class)
-from docker_env import BASE, ServicesUnavailable, link_base, start_services, write_library
+from docker_env import BASE, link_base, write_library
 
 VENV_BIN = Path(sys.executable).parent
 GRAPHBUILD = VENV_BIN / "graphbuild"
@@ -149,21 +148,6 @@ def test_ci_needs_a_known_system(repo):
 # -- with the real registry: an environment's pipeline, and the pipeline run by gitlab-ci-local --
 
 
-@pytest.fixture(scope="session")
-def registry() -> Iterator[str]:
-    """The loopback registry of scripts/workspace-env.sh ("127.0.0.1:5000"); its exports are set
-    in os.environ meanwhile. Under CI a failure to start it fails the test, elsewhere skips it."""
-    try:
-        exports = start_services()
-    except ServicesUnavailable as err:
-        if os.environ.get("CI"):
-            pytest.fail(f"the registry is required under CI: {err}")
-        pytest.skip(f"no registry (scripts/workspace-env.sh failed): {err}")
-    patch = pytest.MonkeyPatch()
-    for name, value in exports.items():
-        patch.setenv(name, value)
-    yield exports["GRAPHBUILD_REGISTRY"]
-    patch.undo()
 
 
 ENVS = BASE + """

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,28 +16,13 @@ import pytest
 import requests
 from conftest import Result
 from conftest import TestWorkspace as Workspace  # (not collected as a test class)
-from docker_env import BASE, ServicesUnavailable, link_base, start_services, tags, write_library
+from docker_env import BASE, link_base, tags, write_library
 
 from graphbuild.keys import digest
 
 pytestmark = pytest.mark.docker
 
 
-@pytest.fixture(scope="session")
-def registry() -> Iterator[str]:
-    """The loopback registry of scripts/workspace-env.sh ("127.0.0.1:5000"); its exports are set
-    in os.environ meanwhile. Under CI a failure to start it fails the test, elsewhere skips it."""
-    try:
-        exports = start_services()
-    except ServicesUnavailable as err:
-        if os.environ.get("CI"):
-            pytest.fail(f"the registry is required under CI: {err}")
-        pytest.skip(f"no registry (scripts/workspace-env.sh failed): {err}")
-    patch = pytest.MonkeyPatch()
-    for name, value in exports.items():
-        patch.setenv(name, value)
-    yield exports["GRAPHBUILD_REGISTRY"]
-    patch.undo()
 
 
 @pytest.fixture

@@ -14,13 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from graphbuild.errors import Location
 from graphbuild.labels import Label
 
-if TYPE_CHECKING:
-    from graphbuild.execution.context import ExecContext
+# An executor is called with an `ExecContext` (graphbuild.execution.context); nodes are
+# declared during analysis, before execution exists, so this module does not import it.
+ExecFn = Callable[[Any], "Mapping[str, Any] | None"]
 
 PHASES = ("build", "test", "run")
 #: Nodes that rewrite checked-in files derived from the spec (lock files); run only by
@@ -60,7 +61,7 @@ class Executor:
 
     name: str
     version: int
-    fn: Callable[[ExecContext], Mapping[str, Any] | None] = field(compare=False, repr=False)
+    fn: ExecFn = field(compare=False, repr=False)
     # Nodes whose result depends on the outside world (a registry, the network) opt out.
     cacheable: bool = True
 
@@ -72,7 +73,7 @@ class Executor:
 def executor(name: str, *, version: int = 1, cacheable: bool = True):
     """Decorator turning `fn(ctx) -> metadata | None` into an `Executor`."""
 
-    def wrap(fn: Callable[[ExecContext], Mapping[str, Any] | None]) -> Executor:
+    def wrap(fn: ExecFn) -> Executor:
         return Executor(name=name, version=version, fn=fn, cacheable=cacheable)
 
     return wrap

@@ -452,3 +452,44 @@ def test_build_runs_no_test_load_or_push_and_test_runs_no_push(small, tmp_path):
     assert f"{A}#push" not in test
     assert f"{A}#load" not in test
     assert tags(f"{prefix}/a") == []
+
+
+# 10. a base image from a registry, pinned by the lock
+
+
+def test_a_registry_base_is_pinned_by_the_lock_and_pulled(tmp_path):
+    registry_host = os.environ["GRAPHBUILD_REGISTRY"]
+    repo = unique_repository("gbbase")
+    first = workspace(tmp_path / "first", tmp_path / "cache1")
+    link_base(first)
+    first.write("envs/BUILD.envs", BASE + f"""
+py_layer(name = "core", requirements = ["six==1.16.0"])
+environment(name = "a", base = ":base", layers = [":core"], push = "{repo}:v1")
+""")
+    ok(first.gb("lock", "//envs:a"))
+    pushed = nodes(ok(first.gb("run", "//envs:a", "--json")))["//envs:a#push"]["metadata"]["digest"]
+
+    second = workspace(tmp_path / "second", tmp_path / "cache2")
+    second.write("envs/BUILD.envs", f"""
+base_image(name = "up", ref = "{registry_host}/{repo}:v1")
+py_layer(name = "more", requirements = ["attrs==23.2.0"])
+environment(name = "b", base = ":up", layers = [":more"], libraries = [], push = "{repo}-b:v1")
+""")
+    stale = second.gb("build", "//envs:b")
+    assert stale.exit_code == 2 and "no lock file envs/baselock.up.json" in stale.stderr
+    ok(second.gb("lock", "//envs/..."))
+    pinned = json.loads((second.root / "envs/baselock.up.json").read_text())
+    assert pinned["digest"] == pushed
+    built = nodes(ok(second.gb("run", "//envs:b", "--json")))
+    assert built["//envs:up#pull"]["status"] == "ran"
+    image = manifest(f"{repo}-b", "v1")
+    base_layers = manifest(repo, "v1")["layers"]
+    assert [layer["digest"] for layer in image["layers"][: len(base_layers)]] == [
+        layer["digest"] for layer in base_layers]
+    out = subprocess.run(["docker", "run", "--rm", "--network", "none", f"{registry_host}/{repo}-b:v1", "python",
+                          "-c", "import six, attrs; print('ok')"], capture_output=True, text=True,
+                         env=os.environ, timeout=300)
+    assert out.stdout.strip() == "ok", out.stderr
+    # the tag moving on does not move the build: the lock pins the digest
+    again = nodes(ok(second.gb("build", "//envs:b", "--json")))
+    assert again["//envs:up#pull"]["status"] == "cached"

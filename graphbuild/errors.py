@@ -83,12 +83,6 @@ class SpecErrors(SpecError):
                 "errors": [err.to_json() for err in self.errors]}
 
 
-class BuildFailed(GraphbuildError):
-    """At least one node failed; the report lists which."""
-
-    exit_code = EXIT_BUILD_FAILED
-
-
 def raise_collected(errors: list[GraphbuildError]) -> None:
     """Raise the errors collected by a validation pass: one alone, or all together."""
     if len(errors) == 1:

@@ -68,11 +68,6 @@ class Pattern:
             return f"//{self.package}:all"
         return str(Label(self.package, self.name))
 
-    def matches_package(self, package: str) -> bool:
-        if self.recursive:
-            return not self.package or package == self.package or package.startswith(self.package + "/")
-        return package == self.package
-
     @staticmethod
     def parse(text: str, *, cwd_package: str = "") -> Pattern:
         """Parse a command-line pattern; `:x` and `x/...` resolve against `cwd_package`."""

@@ -37,35 +37,3 @@ class Reporter(Protocol):
     def node_started(self, node: Node) -> None: ...
     def node_finished(self, node: Node, outcome: NodeOutcome) -> None: ...
     def warning(self, text: str) -> None: ...
-
-
-class NullReporter:
-    def run_started(self, total: int, phase: str) -> None:
-        pass
-
-    def node_started(self, node: Node) -> None:
-        pass
-
-    def node_finished(self, node: Node, outcome: NodeOutcome) -> None:
-        pass
-
-    def warning(self, text: str) -> None:
-        pass
-
-
-class RecordingReporter(NullReporter):
-    """Keeps every event: what tests assert on."""
-
-    def __init__(self) -> None:
-        self.started: list[str] = []
-        self.finished: list[tuple[str, str]] = []
-        self.warnings: list[str] = []
-
-    def node_started(self, node: Node) -> None:
-        self.started.append(node.id)
-
-    def node_finished(self, node: Node, outcome: NodeOutcome) -> None:
-        self.finished.append((node.id, outcome.status))
-
-    def warning(self, text: str) -> None:
-        self.warnings.append(text)

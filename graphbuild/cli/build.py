@@ -50,8 +50,15 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
 
 
 def run_verb(session: Session, args: argparse.Namespace) -> int:
-    started = time.monotonic()
     reporter = ConsoleReporter(verbose=args.verbose, quiet=args.quiet or args.json)
+    try:
+        return _run(session, args, reporter)
+    finally:
+        reporter.flush()  # lines are written in batches; nothing may stay behind
+
+
+def _run(session: Session, args: argparse.Namespace, reporter: ConsoleReporter) -> int:
+    started = time.monotonic()
     labels = session.labels(args.targets)
     if getattr(args, "affected_since", None):
         from graphbuild.cli.affected import affected

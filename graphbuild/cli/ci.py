@@ -13,7 +13,6 @@ import shlex
 from typing import Any
 
 import networkx as nx
-import yaml
 
 from graphbuild.cli.output import emit_json, emit_text
 from graphbuild.cli.session import REMOTE_ENV, Session
@@ -43,6 +42,8 @@ def run_gitlab(session: Session, args: argparse.Namespace) -> int:
         labels, _ = affected(session, args.targets, args.affected_since)
     else:
         labels = session.labels(args.targets)
+    import yaml
+
     pipeline = gitlab_pipeline(session, labels, args)
     if args.json:
         emit_json({"command": "ci gitlab", "pipeline": pipeline})

@@ -10,6 +10,7 @@ import os
 import sys
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import xxhash
 
@@ -19,11 +20,13 @@ from graphbuild.cache.blobs import BlobStore
 from graphbuild.cache.files import FileDigests
 from graphbuild.cache.history import History
 from graphbuild.cache.layout import ENV_VAR, CacheDir, default_cache_dir
-from graphbuild.cache.remote import RemoteCache, RemoteCacheError, RemoteLocation
 from graphbuild.errors import CacheError, UsageError
 from graphbuild.labels import Label, Pattern
 from graphbuild.loading.loader import Loader
 from graphbuild.loading.workspace import Workspace
+
+if TYPE_CHECKING:
+    from graphbuild.cache.remote import RemoteCache
 
 
 class Session:
@@ -70,6 +73,8 @@ class Session:
         url = self.args.remote_cache or os.environ.get(REMOTE_ENV) or settings.get("remote")
         if not url:
             return None
+        from graphbuild.cache.remote import RemoteCache, RemoteCacheError, RemoteLocation
+
         readonly = (self.args.remote_cache_readonly or _truthy(os.environ.get(f"{REMOTE_ENV}_READONLY"))
                     or bool(settings.get("remote_readonly")))
         required = self.args.remote_cache_required or _truthy(os.environ.get(f"{REMOTE_ENV}_REQUIRED"))

@@ -15,16 +15,18 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from graphbuild.cache.actions import ActionCache
 from graphbuild.cache.blobs import BlobStore, CorruptBlob
-from graphbuild.cache.remote import RemoteCache, RemoteCacheError
 from graphbuild.execution.context import ExecContext
 from graphbuild.execution.events import NodeOutcome, Reporter
 from graphbuild.execution.keying import node_manifest
 from graphbuild.keys import Manifest, digest, key_of
 from graphbuild.nodes import ActionFailed, Node, OutputRef
+
+if TYPE_CHECKING:  # the remote cache (and its HTTP client) is imported only when one is configured
+    from graphbuild.cache.remote import RemoteCache
 
 _LOG_TAIL_LINES = 30
 
@@ -156,6 +158,8 @@ class Scheduler:
                           use_remote: bool) -> NodeOutcome:
         """Worker side: the shared cache first (a download, on this thread), else run the node."""
         if use_remote and self.remote is not None:
+            from graphbuild.cache.remote import RemoteCacheError
+
             try:
                 record = self.remote.lookup(key)
             except RemoteCacheError as err:
@@ -231,6 +235,8 @@ class Scheduler:
         }
         self.actions.put(key, record)
         if self.remote is not None and self.remote.writable:
+            from graphbuild.cache.remote import RemoteCacheError
+
             try:
                 self.remote.store(key, record, {name: comp.to_json() for name, comp in manifest.items()})
             except RemoteCacheError as err:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from typing import TextIO
 
 from graphbuild.execution.events import NodeOutcome
@@ -21,16 +22,26 @@ class ConsoleReporter:
         self.total = 0
         self.done = 0
         self._lock = threading.Lock()
+        self._flushed = time.monotonic()
+        self._pending: list[str] = []
 
     def _paint(self, status: str) -> str:
         word = f"{status:<8}"
         return f"\x1b[{_COLORS[status]}m{word}\x1b[0m" if self.color else word
 
-    def _line(self, text: str) -> None:
+    def _line(self, text: str, *, last: bool = False) -> None:
         with self._lock:
-            self.stream.write(text + "\n")
-            if self.color:
-                self.stream.flush()
+            self._pending.append(text + "\n")
+            # a terminal sees each line at once; a pipe or a file gets them in batches (a no-op
+            # build of thousands of nodes would otherwise spend its time in write calls)
+            if last or self.color or time.monotonic() - self._flushed > 0.2:
+                self._write_pending()
+
+    def _write_pending(self) -> None:
+        self.stream.write("".join(self._pending))
+        self.stream.flush()
+        self._pending.clear()
+        self._flushed = time.monotonic()
 
     def run_started(self, total: int, phase: str) -> None:
         self.total = total
@@ -69,7 +80,9 @@ class ConsoleReporter:
             self._line(text)
 
     def summary(self, text: str) -> None:
-        self._line(text)
+        self._line(text, last=True)
 
     def flush(self) -> None:
-        self.stream.flush()
+        with self._lock:
+            self._write_pending()
+

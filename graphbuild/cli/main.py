@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 
 from graphbuild import __version__
@@ -62,6 +63,10 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A command allocates a great many small, long-lived objects (targets, nodes, keys) and
+    # makes few cycles: collecting less often is ~15 % of a no-op build's time.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     args = make_parser().parse_args(argv)
     session = None
     try:

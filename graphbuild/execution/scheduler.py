@@ -7,8 +7,10 @@ killed at any point leaves finished nodes reusable and unfinished ones absent.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
+import threading
 import time
 import traceback
 from collections import deque
@@ -76,6 +78,8 @@ class Scheduler:
             return outcomes[node_id].output_digest or ""
 
         self.reporter.run_started(len(order), "")
+        if (self.tmp_dir / "trash").is_dir():
+            _sweeper.wake(self.tmp_dir / "trash")  # what an earlier process left
         with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="graphbuild") as pool:
             while ready or running:
                 while ready:
@@ -200,7 +204,7 @@ class Scheduler:
                                f"{type(err).__name__}: {err}", log_tail=_tail(log),
                                duration=time.monotonic() - started)
         finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+            self._discard(workdir)
         outcome = NodeOutcome(node.id, "ran", key=key, outputs=outputs, metadata=metadata,
                               output_digest=digest({"outputs": {k: v[0] for k, v in outputs.items()},
                                                     "metadata": metadata}),
@@ -208,6 +212,19 @@ class Scheduler:
         if node.cacheable:
             self._record(key, node, manifest, outcome, ctx.log_text)
         return outcome
+
+    def _discard(self, workdir: Path) -> None:
+        """Scratch trees can be large (an installed layer): deleting one takes a second, so it is
+        renamed aside at once and deleted by a background thread, off the node's time. A
+        process that exits first leaves it to the next run's sweep."""
+        trash = self.tmp_dir / "trash"
+        trash.mkdir(exist_ok=True)
+        try:
+            os.replace(workdir, trash / workdir.name)
+        except OSError:
+            shutil.rmtree(workdir, ignore_errors=True)
+            return
+        _sweeper.wake(trash)
 
     def _collect_outputs(self, node: Node, ctx: ExecContext) -> dict[str, list]:
         outputs: dict[str, list] = {}
@@ -241,6 +258,37 @@ class Scheduler:
                 self.remote.store(key, record, {name: comp.to_json() for name, comp in manifest.items()})
             except RemoteCacheError as err:
                 self.reporter.warning(f"remote cache: could not store {node.id}: {err}")
+
+
+class _Sweeper:
+    """One daemon thread emptying trash directories."""
+
+    def __init__(self) -> None:
+        self._wanted: set[Path] = set()
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def wake(self, trash: Path) -> None:
+        with self._lock:
+            self._wanted.add(trash)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="graphbuild-sweeper", daemon=True)
+                self._thread.start()
+        self._event.set()
+
+    def _run(self) -> None:
+        while True:
+            self._event.wait()
+            self._event.clear()
+            with self._lock:
+                wanted = list(self._wanted)
+            for trash in wanted:
+                for entry in list(trash.iterdir()) if trash.is_dir() else ():
+                    shutil.rmtree(entry, ignore_errors=True)
+
+
+_sweeper = _Sweeper()
 
 
 def _from_record(nid: str, key: str, record: dict[str, Any], source: str) -> NodeOutcome:

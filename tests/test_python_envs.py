@@ -162,6 +162,20 @@ def test_lock_then_build_two_environments_sharing_the_core_layer(ws):
     assert second.json["summary"]["ran"] == 0
 
 
+def test_relocking_keeps_the_pins_of_unchanged_layers_unless_upgrade(ws):
+    write_envs(ws)
+    ok(ws.gb("lock", "//envs:dev"))
+    before = (ws.root / "envs/pylock.dev.toml").read_bytes()
+    # an unresolvable pin in the lock's place shows whether a relock resolves core again
+    text = before.decode().replace('version = "1.16.0"', 'version = "1.15.0"')
+    (ws.root / "envs/pylock.dev.toml").write_text(text)
+    ok(ws.gb("lock", "//envs:dev"))
+    assert locked_versions(ws, "dev")["six"] == "1.15.0"  # kept: core's spec did not change
+    ok(ws.gb("lock", "--upgrade", "//envs:dev"))
+    assert locked_versions(ws, "dev")["six"] == "1.16.0"  # resolved afresh
+    assert (ws.root / "envs/pylock.dev.toml").read_bytes() == before
+
+
 # 2. one changed pin: only the layer holding it is rebuilt, and `why` says which pin and where
 
 

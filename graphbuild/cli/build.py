@@ -39,7 +39,11 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
     for verb, text in _HELP.items():
         parser = sub.add_parser(verb, parents=[parent], help=text, description=text)
         parser.add_argument("targets", nargs="+", metavar="TARGET", help="labels or patterns (//envs:prod, //...)")
-        if verb != "lock":
+        if verb == "lock":
+            parser.add_argument("--upgrade", action="store_true",
+                                help="resolve every layer afresh (by default the pins of layers whose spec "
+                                     "did not change are kept)")
+        else:
             parser.add_argument("--relock", action="store_true",
                                 help="update lock files first instead of failing when one is out of date")
             parser.add_argument("--affected-since", metavar="REV",
@@ -76,7 +80,8 @@ def _run(session: Session, args: argparse.Namespace, reporter: ConsoleReporter) 
     if to_lock:
         lock_analysis = session.analyze(to_lock, locking=True)
         lock_order = lock_analysis.closure(to_lock, LOCK_PHASE)
-        outcomes = _execute(session, reporter, lock_analysis, lock_order, [])
+        outcomes = _execute(session, reporter, lock_analysis, lock_order, [],
+                            options={"upgrade": bool(getattr(args, "upgrade", False))})
         analysis = lock_analysis
     if args.phase != LOCK_PHASE and all(o.ok for o in outcomes.values()):
         analysis = session.analyze(labels)
@@ -109,9 +114,10 @@ def _stale(session: Session, labels: list[Label]) -> list[Label]:
 
 
 def _execute(session: Session, reporter: ConsoleReporter, analysis: Analysis, order: list[str],
-             wanted: list[OutputRef]) -> dict[str, NodeOutcome]:
+             wanted: list[OutputRef], options: dict[str, Any] | None = None) -> dict[str, NodeOutcome]:
     scheduler = Scheduler(actions=session.actions, blobs=session.blobs, workspace_root=session.workspace.root,
-                          tmp_dir=session.cache.tmp, reporter=reporter, jobs=session.jobs, remote=session.remote)
+                          tmp_dir=session.cache.tmp, reporter=reporter, jobs=session.jobs, remote=session.remote,
+                          options=options)
     outcomes = scheduler.run(analysis.nodes, order)
     for _ in range(3):
         try:

@@ -16,8 +16,11 @@ from graphbuild.nodes import LOCK_PHASE, ActionFailed, FileRef, Located, Node, O
 class ExecContext:
     def __init__(self, node: Node, workspace_root: Path, workdir: Path,
                  resolve_output: Callable[[OutputRef], Path], *, blob_root: Path | None = None,
-                 unkeyed: Mapping[str, Any] | None = None):
+                 options: Mapping[str, Any] | None = None):
         self.node = node
+        #: What the command line asked of executors beyond the inputs (`lock --upgrade`); only
+        #: non-cacheable executors may let it change their result.
+        self.options: Mapping[str, Any] = dict(options or {})
         #: Where resolved outputs live: each is a file named by its sha256 (an OCI `blobs/`).
         self.blob_root = blob_root
         self.workspace_root = workspace_root

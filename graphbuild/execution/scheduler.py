@@ -35,7 +35,8 @@ _LOG_TAIL_LINES = 30
 
 class Scheduler:
     def __init__(self, *, actions: ActionCache, blobs: BlobStore, workspace_root: Path, tmp_dir: Path,
-                 reporter: Reporter, jobs: int, remote: RemoteCache | None = None):
+                 reporter: Reporter, jobs: int, remote: RemoteCache | None = None,
+                 options: Mapping[str, Any] | None = None):
         self.actions = actions
         self.blobs = blobs
         self.root = workspace_root
@@ -44,6 +45,7 @@ class Scheduler:
         self.jobs = max(1, jobs)
         self.manifests: dict[str, Manifest] = {}
         self.remote = remote
+        self.options = dict(options or {})
 
     def run(self, nodes: Mapping[str, Node], order: list[str], *, force: Iterable[str] = ()) -> dict[str, NodeOutcome]:
         """Run `order` (a topological order, dependencies first); `force` bypasses the cache."""
@@ -184,7 +186,8 @@ class Scheduler:
             return self.blobs.verified_path(outcomes[ref.node_id].outputs[ref.name][0])
 
         try:
-            ctx = ExecContext(node, self.root, workdir, resolve_output, blob_root=self.blobs.root)
+            ctx = ExecContext(node, self.root, workdir, resolve_output, blob_root=self.blobs.root,
+                              options=self.options)
             metadata = dict(node.executor.fn(ctx) or {})
             outputs = self._collect_outputs(node, ctx)
         except CorruptBlob as err:

@@ -44,9 +44,15 @@ def build_layer(ctx: ExecContext) -> dict[str, Any]:
             lines.append(str(local))
     staging = ctx.scratch / "staging"
     (ctx.scratch / "layer.txt").write_text("\n".join(lines) + "\n")
-    proc = run_uv(["pip", "install", "--target", str(staging), "--no-deps", "--no-build", "--link-mode", "copy",
-                   "--no-compile", "--python-version", python, "--python-platform", platform, "--quiet",
-                   "-r", str(ctx.scratch / "layer.txt")], cwd=ctx.scratch)
+    install = ["pip", "install", "--target", str(staging), "--no-deps", "--no-build", "--link-mode", "copy",
+               "--no-compile", "--python-version", python, "--python-platform", platform, "--quiet",
+               "-r", str(ctx.scratch / "layer.txt")]
+    # Locked wheels are immutable: uv's cache first, without asking the index whether they
+    # changed (some proxies strip the cache headers that would tell uv); online if one is missing.
+    proc = run_uv([*install, "--offline"], cwd=ctx.scratch)
+    if proc.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        proc = run_uv(install, cwd=ctx.scratch)
     ctx.log(proc.stdout + proc.stderr)
     if proc.returncode != 0:
         raise ActionFailed(f"uv could not install the layer's {len(lines)} wheels", details=proc.stderr)

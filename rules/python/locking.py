@@ -46,32 +46,73 @@ def lock_environment(ctx: ExecContext) -> dict[str, Any]:
         steps.append((LIBRARIES_GROUP, lib_requirements))
     if spec.get("test_runner"):
         steps.append((TEST_RUNNER_GROUP, list(spec["test_runner"])))
-    for label, requirements in steps:
+    name = ctx.inputs["lock_name"]
+    previous = None if ctx.options.get("upgrade") else _previous_lock(ctx, name, python, platform)
+    kept = _unchanged_steps(previous, steps) if previous else 0
+    resolved = False
+    for index, (label, requirements) in enumerate(steps):
         groups[label] = requirements
-        result = _resolve_step(ctx, label, groups, pins, provided_by, where, python, platform)
-        added = sorted(set(result.pins) - set(pins))
+        if index < kept and previous is not None:
+            # this step and all under it are as locked before: keep their pins (as uv lock
+            # keeps existing versions), so a change up the stack never moves what is below it
+            added = list(previous.layers[index]["packages"])
+            pins.update({n: previous.packages[n]["version"] for n in added})
+        else:
+            result = _resolve_step(ctx, label, groups, pins, provided_by, where, python, platform)
+            added = sorted(set(result.pins) - set(pins))
+            pins = result.pins
+            parents = result.parents
+            resolved = True
         layers.append({"label": label, "packages": added})
         provided_by.update(dict.fromkeys(added, label))
-        pins = result.pins
-        parents = result.parents
-    try:
-        document = pylock(groups, pins, python=python, platform=platform, workdir=ctx.scratch) if groups else ""
-    except ResolutionError as err:  # resolved a moment ago: the index or network failed us
-        raise ActionFailed("uv could not write the lock", details=err.explanation) from None
-    uv_lock = tomllib.loads(document) if document else {}
     dependencies: dict[str, list[str]] = {}
-    for child, sources in parents.items():
-        for parent in sources:
-            if not parent.startswith("-r"):
-                dependencies.setdefault(parent, []).append(child)
-    name = ctx.inputs["lock_name"]
-    old = _old_versions(ctx, name)
+    if resolved:
+        try:
+            document = pylock(groups, pins, python=python, platform=platform, workdir=ctx.scratch)
+        except ResolutionError as err:  # resolved a moment ago: the index or network failed us
+            raise ActionFailed("uv could not write the lock", details=err.explanation) from None
+        uv_lock = tomllib.loads(document)
+        for child, sources in parents.items():
+            for parent in sources:
+                if not parent.startswith("-r"):
+                    dependencies.setdefault(parent, []).append(child)
+    else:  # nothing to resolve: the packages are exactly the previous lock's
+        assert previous is not None or not groups
+        uv_lock = {"packages": [dict(p) for p in previous.packages.values()]} if previous else {}
+        uv_lock["packages"] = [{k: v for k, v in p.items() if k != "dependencies"} for p in uv_lock.get("packages", [])]
+        dependencies = {n: previous.dependencies(n) for n in previous.packages} if previous else {}
+    old = {n: p.get("version", "") for n, p in previous.packages.items()} if previous else _old_versions(ctx, name)
     ctx.write_source(name, lockfile.render(uv_lock, spec=spec, layers=layers, libraries=libraries,
                                            dependencies=dependencies, python=python))
     changed = {n: [old.get(n), v] for n, v in sorted(pins.items()) if old.get(n) != v}
     changed.update({n: [v, None] for n, v in old.items() if n not in pins})
     ctx.log(f"locked {len(pins)} packages into {name}")
     return {"lock": name, "packages": len(pins), "changed": changed}
+
+
+def _previous_lock(ctx: ExecContext, name: str, python: str, platform: str) -> lockfile.Lock | None:
+    path = ctx.workspace_root / ctx.node.label.package / name
+    try:
+        previous = lockfile.parse(path.read_text())
+    except (OSError, ValueError, KeyError):
+        return None
+    if previous.spec.get("python") != python or previous.spec.get("platform") != platform:
+        return None
+    return previous
+
+
+def _unchanged_steps(previous: lockfile.Lock, steps: list[tuple[str, list[str]]]) -> int:
+    """How many resolution steps, from the bottom, are exactly as the previous lock made them."""
+    before = {layer["label"]: layer["requirements"] for layer in previous.spec.get("layers", [])}
+    before[LIBRARIES_GROUP] = [r for lib in previous.libraries.values() for r in lib.get("requirements", [])]
+    before[TEST_RUNNER_GROUP] = list(previous.spec.get("test_runner", []))
+    count = 0
+    for index, (label, requirements) in enumerate(steps):
+        if (index >= len(previous.layers) or previous.layers[index]["label"] != label
+                or before.get(label) != requirements):
+            break
+        count += 1
+    return count
 
 
 def _resolve_library(ctx: ExecContext, lib: dict[str, Any], where: dict[str, str]) -> dict[str, Any]:

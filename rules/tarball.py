@@ -41,22 +41,24 @@ def walk_sorted(root: Path) -> Iterator[tuple[str, Path]]:
 
 
 def write_tree(root: Path, dest: Path, *, prefix_dirs: tuple[str, ...] = ()) -> str:
-    """Write `root`'s contents as a tar at `dest`; return its sha256. `prefix_dirs` are
-    directory entries to add first (the parents of what `root` holds, e.g. `opt/`)."""
-    with tarfile.open(dest, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for name in prefix_dirs:
-            tar.addfile(_info(name.rstrip("/"), tarfile.DIRTYPE, 0o755))
-        for name, path in walk_sorted(root):
-            st = path.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                tar.addfile(_info(name, tarfile.SYMTYPE, 0o777, linkname=os.readlink(path)))
-            elif stat.S_ISDIR(st.st_mode):
-                tar.addfile(_info(name, tarfile.DIRTYPE, 0o755))
-            elif stat.S_ISREG(st.st_mode):
-                mode = 0o755 if st.st_mode & 0o111 else 0o644
-                with open(path, "rb") as handle:
-                    tar.addfile(_info(name, tarfile.REGTYPE, mode, st.st_size), handle)
-    return _sha256(dest)
+    """Write `root`'s contents as a tar at `dest`; return its sha256 (taken while writing: a
+    layer is hundreds of MB). `prefix_dirs` are directory entries to add first."""
+    with open(dest, "wb") as raw:
+        sink = _HashingFile(raw)
+        with tarfile.open(fileobj=sink, mode="w", format=tarfile.GNU_FORMAT) as tar:  # type: ignore[call-overload]
+            for name in prefix_dirs:
+                tar.addfile(_info(name.rstrip("/"), tarfile.DIRTYPE, 0o755))
+            for name, path in walk_sorted(root):
+                st = path.lstat()
+                if stat.S_ISLNK(st.st_mode):
+                    tar.addfile(_info(name, tarfile.SYMTYPE, 0o777, linkname=os.readlink(path)))
+                elif stat.S_ISDIR(st.st_mode):
+                    tar.addfile(_info(name, tarfile.DIRTYPE, 0o755))
+                elif stat.S_ISREG(st.st_mode):
+                    mode = 0o755 if st.st_mode & 0o111 else 0o644
+                    with open(path, "rb") as handle:
+                        tar.addfile(_info(name, tarfile.REGTYPE, mode, st.st_size), handle)
+    return sink.hexdigest()
 
 
 def write_entries(dest: Path, files: dict[str, tuple[bytes, int]], symlinks: dict[str, str] | None = None) -> str:
@@ -88,3 +90,26 @@ def _sha256(path: Path) -> str:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+class _HashingFile(io.RawIOBase):
+    """A write-only file that hashes what goes through it (tarfile needs `tell`)."""
+
+    def __init__(self, raw: io.BufferedWriter):
+        self._raw = raw
+        self._digest = hashlib.sha256()
+        self._position = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self._digest.update(data)
+        self._position += len(data)
+        return self._raw.write(data)
+
+    def tell(self) -> int:
+        return self._position
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()

@@ -15,7 +15,6 @@ import os
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +23,6 @@ from docker_env import (
     BASE,
     EXAMPLE_REPOS,
     REPO_ROOT,
-    ServicesUnavailable,
     blob_sizes,
     link_base,
     manifest,
@@ -32,7 +30,6 @@ from docker_env import (
     nodes,
     ok,
     registry,
-    start_services,
     tags,
     unique_repository,
     write_library,
@@ -45,19 +42,9 @@ pytestmark = [pytest.mark.docker, pytest.mark.network]
 
 
 @pytest.fixture(scope="session", autouse=True)
-def services() -> Iterator[dict[str, str]]:
-    """DOCKER_HOST, GRAPHBUILD_REGISTRY and GRAPHBUILD_BASE_TARBALL, set in os.environ for the session."""
-    try:
-        exports = start_services()
-    except ServicesUnavailable as err:
-        if os.environ.get("CI"):
-            pytest.fail(f"the Docker/registry services are required under CI: {err}")
-        pytest.skip(f"no Docker engine/registry/base tarball (scripts/workspace-env.sh failed): {err}")
-    patch = pytest.MonkeyPatch()
-    for name, value in exports.items():
-        patch.setenv(name, value)
-    yield exports
-    patch.undo()
+def services(registry: str) -> None:
+    """Every test here needs the engine, the registry and the base tarball (conftest's fixture
+    starts them and sets DOCKER_HOST, GRAPHBUILD_REGISTRY, GRAPHBUILD_BASE_TARBALL)."""
 
 
 def workspace(root: Path, cache: Path) -> TestWorkspace:

@@ -105,7 +105,10 @@ class Scheduler:
                             continue
                     running_keys[key] = nid
                     use_remote = node.cacheable and nid not in forced
-                    future = pool.submit(self._fetch_or_execute, node, key, manifest, outcomes.copy(), use_remote)
+                    # the worker reads only its dependencies' outcomes: hand it those (a copy of
+                    # every outcome per node would make large cold builds quadratic)
+                    mine = {dep: outcomes[dep] for dep in node.deps if dep in outcomes}
+                    future = pool.submit(self._fetch_or_execute, node, key, manifest, mine, use_remote)
                     running[future] = nid
                 if not running:
                     break

@@ -1,8 +1,11 @@
-"""The public API for rule authors: everything a rule (built-in or in a workspace rule file) uses."""
+"""The public API for rule authors: everything a rule uses, built-in or in a workspace plugin.
+
+A plugin (a Python file named in graphbuild.toml, `[plugins] rules = [...]`) imports from
+here, and may use the built-in rules' helpers `run_command` and `staged_sources` from
+`graphbuild.rules`.
+"""
 
 from __future__ import annotations
-
-from typing import Any
 
 from graphbuild.analysis.context import NodeHandle, RuleContext
 from graphbuild.errors import Location, SpecError
@@ -13,13 +16,6 @@ from graphbuild.rule import Attrs, DefaultInfo, Field, LabelAttr, Provider, Rule
 
 __all__ = [
     "ActionFailed", "Attrs", "DefaultInfo", "ExecContext", "Executor", "Field", "FileRef", "Label",
-    "LabelAttr", "Located", "Location", "NodeHandle", "OutputRef", "Provider", "RULE_API", "RuleContext",
+    "LabelAttr", "Located", "Location", "NodeHandle", "OutputRef", "Provider", "RuleContext",
     "RuleDef", "Source", "SpecError", "executor", "rule",
 ]
-
-#: Names a workspace rule file sees (it cannot import).
-RULE_API: dict[str, Any] = {
-    name: globals()[name]
-    for name in ("ActionFailed", "Attrs", "DefaultInfo", "Field", "FileRef", "Label", "LabelAttr", "Located",
-                 "OutputRef", "Provider", "Source", "executor", "rule")
-}

@@ -34,9 +34,9 @@ class Session:
         self.args = args
         self.cwd = Path(args.workspace or os.getcwd()).resolve()
         self.workspace = Workspace.find(self.cwd)
-        from graphbuild.rules import BUILTIN_RULES, RULE_API
+        from graphbuild.rules import BUILTIN_RULES
 
-        self.loader = Loader(self.workspace, BUILTIN_RULES, RULE_API)
+        self.loader = Loader(self.workspace, BUILTIN_RULES)
 
     @cached_property
     def cache(self) -> CacheDir:
@@ -110,6 +110,7 @@ class Session:
         return Analyzer(self.loader, self.files.digest, locking=locking).analyze(labels)
 
     def close(self) -> None:
+        self.loader.close()
         if "files" in self.__dict__:
             self.files.save()
         if "actions" in self.__dict__:

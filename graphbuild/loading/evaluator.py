@@ -1,0 +1,248 @@
+"""graphbuild's side of the Starlark evaluator process (`worker.py`).
+
+One process serves every loader of this graphbuild process (a command has one, `affected`
+two); it is started when the first loader is made, so its start-up overlaps graphbuild's
+own.  When it dies (memory limit, interpreter crash) or does not answer in time, the file
+being evaluated gets a located error: the statement at fault is found by evaluating ever
+shorter prefixes of the file in fresh processes (the same statements crash the same way).
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import graphbuild
+from graphbuild.errors import Location, SpecError, raise_collected
+from graphbuild.loading import protocol
+from graphbuild.loading.scan import scan
+
+#: How long graphbuild waits beyond the evaluator's own deadline before it kills it.
+GRACE_SECONDS = 15.0
+#: Probes at most for bisecting a crash (a file of a million statements needs 20).
+MAX_PROBES = 24
+
+_BOOT = "import sys; sys.path.insert(0, sys.argv.pop(1)); from graphbuild.loading.worker import main; main()"
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_steps: int
+    timeout: float
+    max_memory_mb: int
+
+
+@dataclass
+class RuleCall:
+    """A rule called by a BUILD file, as the evaluator saw it."""
+
+    rule: str
+    line: int
+    col: int
+    positional: int
+    kwargs: dict[str, Any]
+    attr_lines: dict[str, int]
+
+
+@dataclass
+class Evaluated:
+    calls: list[RuleCall]
+    prints: list[str]
+
+
+class _Died(Exception):
+    def __init__(self, kind: str, detail: str = ""):
+        super().__init__(kind)
+        self.kind = kind
+        self.detail = detail
+
+
+class _Process:
+    """One evaluator process."""
+
+    def __init__(self, max_memory_mb: int):
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
+        env = dict(os.environ, RUST_BACKTRACE="0", PYTHONDONTWRITEBYTECODE="1")
+        package_parent = str(Path(graphbuild.__file__).resolve().parent.parent)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _BOOT, package_parent, str(max_memory_mb)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, bufsize=0, env=env, cwd="/",
+            close_fds=True,
+        )
+        self.sessions: set[int] = set()
+
+    def request(self, message: tuple, timeout: float) -> dict:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            protocol.write(self.proc.stdin, message)
+            reply = protocol.read(self.proc.stdout, time.monotonic() + timeout)
+        except protocol.ReadTimeout:
+            self.kill()
+            raise _Died("timeout") from None
+        except (EOFError, BrokenPipeError, protocol.ProtocolError, OSError):
+            raise _Died(*self._why_dead()) from None
+        if "crash" in reply:
+            self.kill()
+            raise _Died(reply["crash"], reply.get("detail", ""))
+        return reply
+
+    def _why_dead(self) -> tuple[str, str]:
+        try:
+            status = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            status = self.proc.wait()
+        self.stderr.seek(0)
+        text = self.stderr.read()[-4000:].decode(errors="replace")
+        if "memory allocation" in text or "MemoryError" in text or "Cannot allocate memory" in text:
+            return "memory", text
+        if status in (-signal.SIGSEGV, -signal.SIGBUS) or "overflowed its stack" in text:
+            return "stack", text
+        return "exit", f"exit status {status}: {text.strip()[-300:]}"
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self.stderr.close()
+
+
+_processes: dict[int, _Process] = {}
+_lock = threading.RLock()
+_session_ids = itertools.count(1)
+
+
+def _process(max_memory_mb: int) -> _Process:
+    with _lock:
+        current = _processes.get(max_memory_mb)
+        if current is None or not current.alive():
+            current = _processes[max_memory_mb] = _Process(max_memory_mb)
+        return current
+
+
+@atexit.register
+def _close_all() -> None:
+    with _lock:
+        for proc in _processes.values():
+            proc.close()
+        _processes.clear()
+
+
+class Evaluator:
+    """Evaluates the BUILD files of one workspace with one set of rules."""
+
+    def __init__(self, root: Path, build_file: str, limits: Limits):
+        self.root = root
+        self.build_file = build_file
+        self.limits = limits
+        self.rules: list[str] = []
+        self.sid = next(_session_ids)
+        _process(limits.max_memory_mb)  # start it now: its start-up overlaps ours
+
+    def evaluate(self, package: str, rules: list[str]) -> Evaluated:
+        self.rules = sorted(rules)
+        rel = f"{package}/{self.build_file}".lstrip("/")
+        try:
+            reply = self._request(package, None)
+        except _Died as died:
+            raise self._crash_error(died, package, rel) from None
+        if "errors" in reply:
+            raise_collected([
+                SpecError(error["message"], hint=error.get("hint"),
+                          location=Location(error.get("path") or rel, error.get("line") or 0, error.get("col") or 0))
+                for error in reply["errors"]])
+        calls = [RuleCall(rule, line, col, positional, kwargs, attr_lines)
+                 for rule, line, col, positional, kwargs, attr_lines in reply["calls"]]
+        return Evaluated(calls, reply["prints"])
+
+    def close(self) -> None:
+        with _lock:
+            proc = _processes.get(self.limits.max_memory_mb)
+            if proc is not None and proc.alive() and self.sid in proc.sessions:
+                try:
+                    proc.request(("close", self.sid), GRACE_SECONDS)
+                except _Died:
+                    pass
+                proc.sessions.discard(self.sid)
+
+    def _request(self, package: str, source: str | None) -> dict:
+        with _lock:
+            proc = _process(self.limits.max_memory_mb)
+            if self.sid not in proc.sessions:
+                config = {"root": str(self.root), "build_file": self.build_file, "rules": self.rules,
+                          "max_steps": self.limits.max_steps, "timeout": self.limits.timeout}
+                proc.request(("open", self.sid, config), GRACE_SECONDS)
+                proc.sessions.add(self.sid)
+            return proc.request(("eval", self.sid, package, source), self.limits.timeout + GRACE_SECONDS)
+
+    # -- when the evaluator dies --------------------------------------------------------------
+
+    def _crash_error(self, died: _Died, package: str, rel: str) -> SpecError:
+        if died.kind == "timeout":
+            return SpecError(f"evaluation did not finish within {self.limits.timeout + GRACE_SECONDS:g} s",
+                             location=Location(rel),
+                             hint="an expensive expression? raise [loading] timeout in graphbuild.toml if this "
+                                  "file really needs it")
+        line = self._statement_at_fault(package, rel)
+        where = "evaluating this statement" if line else "evaluating this file"
+        if died.kind == "memory":
+            message = f"{where} used more than the {self.limits.max_memory_mb} MiB memory limit"
+            hint = ("build smaller values; raise [loading] max_memory_mb in graphbuild.toml if this file really "
+                    "needs more")
+        elif died.kind == "stack":
+            message = f"{where} crashed the Starlark interpreter: a value or expression nested too deeply"
+            hint = "flatten the nesting: name the inner parts"
+        elif died.kind == "panic":
+            message = f"the Starlark interpreter refused {where}: {died.detail.splitlines()[0] if died.detail else ''}"
+            hint = "a value too large to build?"
+        else:
+            message = f"the Starlark evaluator stopped while {where} ({died.detail.splitlines()[0][:200]})"
+            hint = None
+        return SpecError(message, location=Location(rel, line or 0), hint=hint)
+
+    def _statement_at_fault(self, package: str, rel: str) -> int | None:
+        """The first top-level statement whose prefix of the file makes the evaluator die."""
+        try:
+            source = (self.root / rel).read_text()
+        except (OSError, UnicodeDecodeError):
+            return None
+        starts = scan(source).statements
+        if not starts:
+            return None
+        lines = source.splitlines(keepends=True)
+        low, high = 1, len(starts)  # the whole file (`high` statements) dies
+        for _ in range(MAX_PROBES):
+            if low >= high:
+                break
+            middle = (low + high) // 2
+            prefix = "".join(lines[: starts[middle] - 1])
+            try:
+                self._request(package, prefix)
+                low = middle + 1
+            except _Died:
+                high = middle
+        return starts[low - 1] if low == high else None

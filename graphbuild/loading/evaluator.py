@@ -57,7 +57,6 @@ class RuleCall:
 @dataclass
 class Evaluated:
     calls: list[RuleCall]
-    prints: list[str]
 
 
 class _Died(Exception):
@@ -71,6 +70,7 @@ class _Process:
     """One evaluator process."""
 
     def __init__(self, max_memory_mb: int):
+        self.max_memory_mb = max_memory_mb
         self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
         env = dict(os.environ, RUST_BACKTRACE="0", PYTHONDONTWRITEBYTECODE="1")
         package_parent = str(Path(graphbuild.__file__).resolve().parent.parent)
@@ -97,18 +97,31 @@ class _Process:
         return reply
 
     def _why_dead(self) -> tuple[str, str]:
-        try:
-            status = self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            status = self.proc.wait()
+        status, peak_mb = self._reap()
         self.stderr.seek(0)
         text = self.stderr.read()[-4000:].decode(errors="replace")
         if "memory allocation" in text or "MemoryError" in text or "Cannot allocate memory" in text:
             return "memory", text
-        if status in (-signal.SIGSEGV, -signal.SIGBUS) or "overflowed its stack" in text:
-            return "stack", text
+        if status in (-signal.SIGSEGV, -signal.SIGBUS, -signal.SIGABRT) or "overflowed its stack" in text:
+            # an allocation refused under the address-space limit can also end in SIGSEGV: tell
+            # them apart by how much memory the process had taken
+            return ("memory" if peak_mb > max(self.max_memory_mb / 2, 64) else "stack"), text
         return "exit", f"exit status {status}: {text.strip()[-300:]}"
+
+    def _reap(self) -> tuple[int | None, float]:
+        """The exit status and peak resident memory (MiB) of the dead process."""
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped already
+                return self.proc.returncode, 0.0
+            if pid:
+                self.proc.returncode = os.waitstatus_to_exitcode(status)
+                return self.proc.returncode, usage.ru_maxrss / 1024
+            time.sleep(0.01)
+        self.kill()
+        return self.proc.returncode, 0.0
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -164,12 +177,15 @@ class Evaluator:
         _process(limits.max_memory_mb)  # start it now: its start-up overlaps ours
 
     def evaluate(self, package: str, rules: list[str]) -> Evaluated:
+        """The rule calls of a BUILD file; what it printed goes to stderr, even when it fails."""
         self.rules = sorted(rules)
         rel = f"{package}/{self.build_file}".lstrip("/")
         try:
             reply = self._request(package, None)
         except _Died as died:
             raise self._crash_error(died, package, rel) from None
+        for line in reply.get("prints", ()):
+            sys.stderr.write(line + "\n")
         if "errors" in reply:
             raise_collected([
                 SpecError(error["message"], hint=error.get("hint"),
@@ -177,7 +193,7 @@ class Evaluator:
                 for error in reply["errors"]])
         calls = [RuleCall(rule, line, col, positional, kwargs, attr_lines)
                  for rule, line, col, positional, kwargs, attr_lines in reply["calls"]]
-        return Evaluated(calls, reply["prints"])
+        return Evaluated(calls)
 
     def close(self) -> None:
         with _lock:
@@ -217,7 +233,8 @@ class Evaluator:
             message = f"{where} crashed the Starlark interpreter: a value or expression nested too deeply"
             hint = "flatten the nesting: name the inner parts"
         elif died.kind == "panic":
-            message = f"the Starlark interpreter refused {where}: {died.detail.splitlines()[0] if died.detail else ''}"
+            detail = died.detail.splitlines()[0] if died.detail else ""
+            message = f"{where} stopped the Starlark interpreter ({detail.removeprefix('PanicException: ')})"
             hint = "a value too large to build?"
         else:
             message = f"the Starlark evaluator stopped while {where} ({died.detail.splitlines()[0][:200]})"

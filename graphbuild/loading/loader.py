@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-import sys
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -75,7 +75,11 @@ class Loader:
         return self._packages[name]
 
     def has_package(self, name: str) -> bool:
-        return self.workspace.build_file(name).is_file()
+        """A BUILD.envs is there (of whatever kind: the evaluator says if it cannot be read)."""
+        try:
+            return os.path.lexists(self.workspace.build_file(name))
+        except (OSError, ValueError):  # a name too long for the file system, say: no such package
+            return False
 
     def target(self, label: Label, *, referenced_at: Location | None = None) -> Target:
         if not self.has_package(label.package):
@@ -121,8 +125,6 @@ class Loader:
         rules = self.rules
         rel = f"{name}/{BUILD_FILE}".lstrip("/")
         evaluated = self._evaluator.evaluate(name, list(rules))
-        for line in evaluated.prints:
-            sys.stderr.write(line + "\n")
         package = Package(name, rel)
         errors: list[GraphbuildError] = []
         for call in evaluated.calls:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import re
 import resource
+import stat
 import sys
 import time
 from dataclasses import dataclass, field
@@ -224,11 +225,11 @@ class Worker:
             ev.files.append((build_rel, package))
             sl.eval_with(ev.options(), module, ast, GLOBALS, sl.FileLoader(self._load))
         except Problem as problem:
-            return {"errors": [_located(problem, build_rel)]}
+            return {"errors": [_located(problem, build_rel)], "prints": ev.prints}
         except Problems as problems:
-            return {"errors": [_located(problem, build_rel) for problem in problems.problems]}
+            return {"errors": [_located(problem, build_rel) for problem in problems.problems], "prints": ev.prints}
         except sl.StarlarkError as err:
-            return {"errors": [self._translate(err, ev)]}
+            return {"errors": [self._translate(err, ev)], "prints": ev.prints}
         finally:
             self.current = None
         return {"calls": ev.calls, "prints": ev.prints}
@@ -236,13 +237,23 @@ class Worker:
     # -- files and modules -------------------------------------------------------------------
 
     def _read(self, path: Path, rel: str) -> str:
+        """A regular file of the workspace (links followed, and staying inside it), as text."""
+        root = self.current.session.root if self.current else None
         try:
-            with open(path, "rb") as handle:
-                data = handle.read(MAX_FILE_BYTES + 1)
-        except OSError as err:
-            raise Problem(f"cannot read {rel}: {err.strerror}", path=rel) from None
+            real = path.resolve(strict=True)
+            if root is not None and not real.is_relative_to(root):
+                raise Problem(f"{rel} is a link to {real}, outside the workspace", path=rel, line=1,
+                              hint="BUILD and .star files must be files of the workspace")
+            # O_NONBLOCK: a FIFO named like a BUILD file must not block the evaluation
+            fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK)
+        except (OSError, RuntimeError) as err:
+            raise Problem(f"cannot read {rel}: {getattr(err, 'strerror', None) or err}", path=rel, line=1) from None
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise Problem(f"{rel} is not a regular file", path=rel, line=1)
+            data = handle.read(MAX_FILE_BYTES + 1)
         if len(data) > MAX_FILE_BYTES:
-            raise Problem(f"{rel} is larger than {MAX_FILE_BYTES >> 20} MiB", path=rel)
+            raise Problem(f"{rel} is larger than {MAX_FILE_BYTES >> 20} MiB", path=rel, line=1)
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError as err:
@@ -370,7 +381,7 @@ class Worker:
         user = [f for f in frames_of(stack) if f.path != PRELUDE]
         where = f"{user[-1].path}:{user[-1].line}: " if user else ""
         if ev.printed < MAX_PRINTED:
-            line = where + text
+            line = printable(where + text)
             ev.printed += len(line)
             ev.prints.append(line if ev.printed < MAX_PRINTED else line[:200] + " ... (print output truncated)")
 
@@ -449,6 +460,7 @@ class Worker:
             message, hint = self._explain(message, ev)
             if message.startswith("syntax error") and path is not None:
                 message, hint, line, col = self._syntax(message, hint, path, line, col, ev)
+        message = printable(message)
         outer = [f for f in frames if f.path == ev.build_rel]
         if path != ev.build_rel and outer and "(in a function called at" not in message:
             message += f" (in a function called at {ev.build_rel}:{outer[0].line})"
@@ -503,6 +515,12 @@ class Worker:
                 detail = detail.split(", expected one of")[0]
             if "indentation" in detail:
                 return f"syntax error: {detail}", "indent only the body of a def, if or for (after a ':')"
+            if detail == "invalid input `@`":
+                return f"syntax error: {detail}", "Starlark has no decorators"
+            if detail == "tabs are not allowed":
+                return f"syntax error: {detail}", "indent with spaces"
+            if detail == "unfinished string literal":
+                return f"syntax error: {detail}", "close it with the quote it opens with (triple quotes span lines)"
             return f"syntax error: {detail}", "check for a missing comma, bracket or quote just before this point"
         if message.startswith("fail:"):
             return message.removeprefix("fail:").strip() or "fail() called", None
@@ -511,8 +529,19 @@ class Worker:
                     "Starlark functions in BUILD files should not recurse")
         if message.startswith("`for` cannot be used") or "reserved keyword `while`" in message:
             return message, "loop over a list or range(); a loop without a bound might never end"
-        for prefix in ("TypeError: ", "ValueError: "):
+        for prefix in ("TypeError: ", "ValueError: ", "StarlarkError: "):
             message = message.removeprefix(prefix)
+        if message.startswith("Cycle detected while converting"):
+            return "a value that contains itself cannot be passed to a rule", None
+        if message.startswith("Maximum depth of"):
+            return "a value nested this deeply cannot be passed to a rule", "flatten it"
+        if "`serde::serialize` not supported on type" in message:
+            kind = message.rsplit("type", 1)[-1].strip(" `")
+            return f"a {kind} cannot be passed to a rule or to graphbuild's functions", \
+                "attribute values are strings, numbers, booleans, None, lists and dicts"
+        if message.startswith("Error unpacking value for parameter"):
+            return "an argument of the wrong type or out of range (" + message + "`)", \
+                "integers are 32-bit here: range() and repetition take at most 2147483647"
         return message, None
 
 
@@ -547,8 +576,17 @@ _RESERVED_HINTS = {
 }
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def printable(text: str) -> str:
+    """`text` with control characters shown as escapes: a BUILD file's text must not drive the
+    terminal it is reported on."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def _located(problem: Problem, default_path: str) -> dict:
-    return {"message": problem.message, "hint": problem.hint, "path": problem.path or default_path,
+    return {"message": printable(problem.message), "hint": problem.hint, "path": problem.path or default_path,
             "line": problem.line, "col": problem.col}
 
 
@@ -666,7 +704,8 @@ def main() -> None:
         except BaseException as err:  # a Rust panic surfaces as pyo3's PanicException
             if isinstance(err, KeyboardInterrupt | SystemExit):
                 raise
-            reply = {"crash": "panic", "detail": f"{type(err).__name__}: {err}"}
+            kind = "memory" if "out of memory" in str(err) else "panic"
+            reply = {"crash": kind, "detail": f"{type(err).__name__}: {err}"}
         # After a panic or an exhausted heap the interpreter's state is not to be trusted: reply, then exit.
         protocol.write(replies, reply)
         return

@@ -25,7 +25,8 @@ ALWAYS_IGNORED = frozenset({"graphbuild-out", "node_modules", "__pycache__"})
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: "yes" is not a boolean, "5" not a number
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class WorkspaceSection(_Section):
@@ -135,9 +136,14 @@ class Workspace:
 def read_config(marker: Path) -> tuple[dict, Config]:
     """graphbuild.toml parsed and validated; every problem reported with its line."""
     try:
-        text = marker.read_text()
-    except (OSError, UnicodeDecodeError) as err:
-        raise SpecError(f"cannot read {MARKER}: {err}", location=Location(MARKER)) from None
+        data = marker.read_bytes()
+    except OSError as err:
+        raise SpecError(f"cannot read {MARKER}: {err.strerror}", location=Location(MARKER, 1)) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SpecError(f"{MARKER} is not UTF-8 text (byte {err.start})",
+                        location=Location(MARKER, data[: err.start].count(b"\n") + 1)) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

@@ -136,3 +136,43 @@ def test_build_files_cannot_reach_the_plugin_module(stamped):
     stamped.write("b/BUILD.envs", 'x = getattr(stamp, "__globals__")\n')
     expect_error(stamped, "query", "//...", location="b/BUILD.envs:1:5",
                  message=["`.__globals__`"], hint=["no reflection"])
+
+
+README_PLUGIN = '''
+from graphbuild.api import Attrs, DefaultInfo, Field, Source, executor, rule
+from graphbuild.rules import run_command, staged_sources
+
+
+class StampAttrs(Attrs):
+    srcs: list[Source] = Field(default=[], description="files to stamp")
+
+
+@executor("stamp.sign", version=1)
+def sign(ctx):                                   # an executor of your own
+    ctx.out("signed.txt").write_text("signed\\n")
+
+
+@rule(attrs=StampAttrs, version=1)
+def stamp(ctx, attrs):
+    sums = ctx.action(
+        "sums",
+        executor=run_command,                    # or a built-in executor
+        inputs={"cmd": "sha256sum $SRCS > $OUT", **staged_sources(ctx, attrs.srcs, "srcs")},
+        outputs=["stamp.txt"],
+    )
+    signed = ctx.action("sign", executor=sign, inputs={}, outputs=["signed.txt"], after=[sums])
+    return DefaultInfo(files=(sums.output("stamp.txt"), signed.output("signed.txt")))
+'''
+
+
+def test_the_readme_plugin_example_builds(ws):
+    """The example of README "Writing your own rule", as written there."""
+    ws.write("graphbuild.toml", '[plugins]\nrules = ["tools/stamp.py"]     # paths relative to the workspace root\n')
+    ws.write("tools/stamp.py", README_PLUGIN)
+    ws.write("pkg/a.txt", "a\n")
+    ws.write("pkg/BUILD.envs", 'stamp(name = "stamps", srcs = glob(["*.txt"]))\n')
+    result = ws.gb("build", "//pkg:stamps", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert result.ran() == {"//pkg:stamps#sums", "//pkg:stamps#sign"}
+    assert "a.txt" in (ws.root / "graphbuild-out/pkg/stamp.txt").read_text()
+    assert (ws.root / "graphbuild-out/pkg/signed.txt").read_text() == "signed\n"

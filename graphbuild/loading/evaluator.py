@@ -10,6 +10,7 @@ shorter prefixes of the file in fresh processes (the same statements crash the s
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import itertools
 import os
 import signal
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import graphbuild
-from graphbuild.errors import Location, SpecError, raise_collected
+from graphbuild.errors import GraphbuildError, Location, SpecError, raise_collected
 from graphbuild.loading import protocol
 from graphbuild.loading.scan import scan
 
@@ -32,7 +33,17 @@ GRACE_SECONDS = 15.0
 #: Probes at most for bisecting a crash (a file of a million statements needs 20).
 MAX_PROBES = 24
 
-_BOOT = "import sys; sys.path.insert(0, sys.argv.pop(1)); from graphbuild.loading.worker import main; main()"
+# -S: no site-packages scan at start-up (a third of its start-up time); the two directories it
+# needs, graphbuild's and starlark's, are passed instead.
+_BOOT = ("import os, sys; sys.path[:0] = sys.argv.pop(1).split(os.pathsep); "
+         "from graphbuild.loading.worker import main; main()")
+
+
+def _import_paths() -> str:
+    spec = importlib.util.find_spec("starlark")
+    assert spec is not None and spec.origin is not None, "starlark-pyo3 is not installed"
+    paths = [Path(graphbuild.__file__).resolve().parent.parent, Path(spec.origin).resolve().parent.parent]
+    return os.pathsep.join(dict.fromkeys(str(p) for p in paths))
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,10 @@ class Evaluated:
     calls: list[RuleCall]
 
 
+class EvaluatorUnavailable(GraphbuildError):
+    """graphbuild's own evaluator process cannot run (an installation problem, not a BUILD file's)."""
+
+
 class _Died(Exception):
     def __init__(self, kind: str, detail: str = ""):
         super().__init__(kind)
@@ -72,13 +87,16 @@ class _Process:
     def __init__(self, max_memory_mb: int):
         self.max_memory_mb = max_memory_mb
         self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
-        env = dict(os.environ, RUST_BACKTRACE="0", PYTHONDONTWRITEBYTECODE="1")
-        package_parent = str(Path(graphbuild.__file__).resolve().parent.parent)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _BOOT, package_parent, str(max_memory_mb)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, bufsize=0, env=env, cwd="/",
-            close_fds=True,
-        )
+        env = dict(os.environ, RUST_BACKTRACE="0")
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-S", "-c", _BOOT, _import_paths(), str(max_memory_mb)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, bufsize=0, env=env, cwd="/",
+                close_fds=True,
+            )
+        except (OSError, ValueError) as err:
+            self.stderr.close()
+            raise EvaluatorUnavailable(f"cannot start the Starlark evaluator: {err}") from None
         self.sessions: set[int] = set()
 
     def request(self, message: tuple, timeout: float) -> dict:
@@ -211,7 +229,11 @@ class Evaluator:
             if self.sid not in proc.sessions:
                 config = {"root": str(self.root), "build_file": self.build_file, "rules": self.rules,
                           "max_steps": self.limits.max_steps, "timeout": self.limits.timeout}
-                proc.request(("open", self.sid, config), GRACE_SECONDS)
+                try:
+                    proc.request(("open", self.sid, config), GRACE_SECONDS)
+                except _Died as died:
+                    raise EvaluatorUnavailable(f"the Starlark evaluator did not start: {died.detail.strip()[-500:]}",
+                                               hint="reinstall graphbuild (it needs starlark-pyo3)") from None
                 proc.sessions.add(self.sid)
             return proc.request(("eval", self.sid, package, source), self.limits.timeout + GRACE_SECONDS)
 

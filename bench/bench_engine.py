@@ -19,7 +19,8 @@ prints the top entries, to find the engine's hot spots.
 Then loading alone (`--loading-only` skips the rest): one BUILD.envs holding 500, 2,000 and
 8,000 genrules written out one after another (each over several lines, with lists), timed as
 `query //big:all` (median of `--loading-runs`), beside the same targets made by a loop in
-Starlark; the figure that must stay flat is the time per target (loading is linear).
+Starlark and written on one line; the figure that must stay flat is the time per target
+(loading is linear).
 """
 
 from __future__ import annotations
@@ -308,6 +309,12 @@ genrule(
     return "".join(parts)
 
 
+def on_one_line(count: int) -> str:
+    """The same calls joined by ';' on a single line (every call starts on the same line)."""
+    return "; ".join(f'genrule(name = "t{i}", srcs = ["t{i}_a.txt", "t{i}_b.txt"], outs = ["t{i}.out"], '
+                     f'cmd = "cat $SRCS > $OUT", env = {{"INDEX": "{i}"}})' for i in range(count)) + "\n"
+
+
 def made_in_a_loop(count: int) -> str:
     return f"""
 [genrule(
@@ -344,7 +351,8 @@ def bench_loading(base: Path, sizes: list[int], runs: int) -> int:
     baseline = timed(1, "written out", written_out(1))
     rows = [(count, style, timed(count, style, text), len(text.splitlines()))
             for count in sizes
-            for style, text in (("written out", written_out(count)), ("made in a loop", made_in_a_loop(count)))]
+            for style, text in (("written out", written_out(count)), ("on one line", on_one_line(count)),
+                                ("made in a loop", made_in_a_loop(count)))]
     print(f"\n{'targets':>8}  {'how':<15} {'lines':>7}  {'query wall':>10}  {'beyond 1 target':>15}  "
           f"{'per target':>10}")
     print(f"{1:>8}  {'written out':<15} {len(written_out(1).splitlines()):>7}  {fmt_s(baseline):>10}")

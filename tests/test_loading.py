@@ -3,6 +3,8 @@ each target and attribute is written (the lines `why` and errors point at)."""
 
 from __future__ import annotations
 
+import signal
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -152,3 +154,58 @@ def test_the_workspace_config_is_validated_with_lines(tmp_path: Path):
         Workspace.at(tmp_path)
     assert str(caught.value.location) == "graphbuild.toml:6"
     assert "cache.dir: Input should be a valid string" in caught.value.message
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found.update(int(p) for p in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return found
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state == "Z"
+
+
+def test_the_evaluator_does_not_outlive_a_killed_graphbuild(ws):
+    """graphbuild killed while a BUILD file loops: its evaluator stops by its own deadline."""
+    ws.write("graphbuild.toml", "[loading]\ntimeout = 2\nmax_steps = 1000000000000\n")
+    ws.write("pkg/BUILD.envs", "def f():\n    for i in range(2000000000):\n        pass\n\nf()\n")
+    proc = ws.gb_process("query", "//...")
+    deadline = time.monotonic() + 20
+    workers: set[int] = set()
+    while not workers and time.monotonic() < deadline:
+        workers = {pid for pid in _children(proc.pid)
+                   if b"graphbuild.loading.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()}
+        time.sleep(0.05)
+    assert workers, "no evaluator process seen"
+    time.sleep(0.3)  # it is evaluating now
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 20
+    while not all(_gone(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert all(_gone(pid) for pid in workers)
+
+
+def test_a_crash_in_one_package_of_many_is_charged_to_that_package(ws):
+    """`//...` asks for every package at once; the one that kills the evaluator gets the error,
+    the packages queued behind it are evaluated again by a new one."""
+    ws.write("a/BUILD.envs", 'filegroup(name = "a")\n')
+    ws.write("b/BUILD.envs", 'filegroup(name = "b")\nx = ' + "-" * 100000 + "1\n")
+    ws.write("c/BUILD.envs", 'filegroup(name = "c")\nfail("c was evaluated")\n')
+    ws.write("d/BUILD.envs", 'filegroup(name = "d")\n')
+    result = ws.gb("query", "//...", "--json")
+    assert result.exit_code == 2
+    errors = {e["location"]: e["message"] for e in result.json["error"]["errors"]}
+    assert list(errors) == ["b/BUILD.envs:2", "c/BUILD.envs:2:1"]
+    assert "crashed the Starlark interpreter" in errors["b/BUILD.envs:2"]
+    assert errors["c/BUILD.envs:2:1"] == "c was evaluated"
+    assert ws.gb("query", "//a:all + //d:all").exit_code == 0

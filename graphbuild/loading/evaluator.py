@@ -1,15 +1,19 @@
 """graphbuild's side of the Starlark evaluator process (`worker.py`).
 
 One process serves every loader of this graphbuild process (a command has one, `affected`
-two); it is started when the first loader is made, so its start-up overlaps graphbuild's
-own.  When it dies (memory limit, interpreter crash) or does not answer in time, the file
-being evaluated gets a located error: the statement at fault is found by evaluating ever
-shorter prefixes of the file in fresh processes (the same statements crash the same way).
+two); it is started as graphbuild starts (`prestart`), so its start-up overlaps graphbuild's
+own, and the packages of a pattern are asked for at once, so that it evaluates one file while
+graphbuild validates the targets of the one before.
+
+When it dies (memory limit, interpreter crash) or does not answer in time, the file being
+evaluated gets a located error: the statement at fault is found by evaluating ever shorter
+prefixes of the file in fresh processes (the same statements crash the same way).
 """
 
 from __future__ import annotations
 
 import atexit
+import collections
 import importlib.util
 import itertools
 import os
@@ -19,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +35,8 @@ from graphbuild.loading.scan import scan
 
 #: How long graphbuild waits beyond the evaluator's own deadline before it kills it.
 GRACE_SECONDS = 15.0
+#: The memory limit unless graphbuild.toml says otherwise ([loading] max_memory_mb).
+DEFAULT_MEMORY_MB = 1024
 #: Probes at most for bisecting a crash (a file of a million statements needs 20).
 MAX_PROBES = 24
 
@@ -81,8 +88,14 @@ class _Died(Exception):
         self.detail = detail
 
 
+class _Lost(Exception):
+    """The request was queued behind one that killed the process: ask a new one."""
+
+
 class _Process:
-    """One evaluator process."""
+    """One evaluator process.  Requests are pipelined: graphbuild may send several (the
+    packages of a `//...`) and validate one file's targets while the next is evaluated.
+    Replies come back in order; one read ahead of its asker is kept for it."""
 
     def __init__(self, max_memory_mb: int):
         self.max_memory_mb = max_memory_mb
@@ -98,21 +111,60 @@ class _Process:
             self.stderr.close()
             raise EvaluatorUnavailable(f"cannot start the Starlark evaluator: {err}") from None
         self.sessions: set[int] = set()
+        self.outstanding: collections.deque[Hashable] = collections.deque()
+        self.ready: dict[Hashable, dict | _Died] = {}
 
-    def request(self, message: tuple, timeout: float) -> dict:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
+    def asked(self, key: Hashable) -> bool:
+        return key in self.ready or key in self.outstanding
+
+    def send(self, key: Hashable, message: tuple) -> None:
+        assert self.proc.stdin is not None
         try:
             protocol.write(self.proc.stdin, message)
-            reply = protocol.read(self.proc.stdout, time.monotonic() + timeout)
-        except protocol.ReadTimeout:
-            self.kill()
-            raise _Died("timeout") from None
-        except (EOFError, BrokenPipeError, protocol.ProtocolError, OSError):
-            raise _Died(*self._why_dead()) from None
-        if "crash" in reply:
-            self.kill()
-            raise _Died(reply["crash"], reply.get("detail", ""))
-        return reply
+        except OSError:
+            pass  # dead: reading the reply says how
+        self.outstanding.append(key)
+
+    def reply(self, key: Hashable, timeout: float) -> dict:
+        """The reply to `key`.  A death is charged to the request being evaluated when it
+        happened (the first outstanding one); requests queued behind it are lost."""
+        assert self.proc.stdout is not None
+        if key in self.ready:
+            found = self.ready.pop(key)
+            if isinstance(found, _Died):
+                raise found
+            return found
+        while self.outstanding:
+            head = self.outstanding[0]
+            died: _Died | None = None
+            try:
+                message = protocol.read(self.proc.stdout, time.monotonic() + timeout)
+            except protocol.ReadTimeout:
+                self.kill()
+                died = _Died("timeout")
+            except (EOFError, protocol.ProtocolError, OSError):
+                died = _Died(*self._why_dead())
+            else:
+                self.outstanding.popleft()
+                if "crash" in message:
+                    self.kill()
+                    died = _Died(message["crash"], message.get("detail", ""))
+                elif head == key:
+                    return message
+                else:
+                    self.ready[head] = message
+                    continue
+            self.outstanding.clear()
+            if head == key:
+                raise died
+            self.ready[head] = died
+            break
+        raise _Lost
+
+    def request(self, key: Hashable, message: tuple, timeout: float) -> dict:
+        if not self.asked(key):
+            self.send(key, message)
+        return self.reply(key, timeout)
 
     def _why_dead(self) -> tuple[str, str]:
         status, peak_mb = self._reap()
@@ -150,29 +202,39 @@ class _Process:
             self.proc.wait()
 
     def close(self) -> None:
+        """End of input: the evaluator exits by itself (not waited for: graphbuild is exiting)."""
         if self.proc.stdin:
             try:
                 self.proc.stdin.close()
             except OSError:
                 pass
-        try:
-            self.proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            self.kill()
         self.stderr.close()
 
 
 _processes: dict[int, _Process] = {}
 _lock = threading.RLock()
 _session_ids = itertools.count(1)
+_probe_ids = itertools.count(1)
 
 
 def _process(max_memory_mb: int) -> _Process:
     with _lock:
         current = _processes.get(max_memory_mb)
         if current is None or not current.alive():
-            current = _processes[max_memory_mb] = _Process(max_memory_mb)
+            fresh = _processes[max_memory_mb] = _Process(max_memory_mb)
+            if current is not None:  # answers (and deaths) it gave before dying still hold
+                fresh.ready.update(current.ready)
+                current.stderr.close()
+            current = fresh
         return current
+
+
+def prestart(max_memory_mb: int = DEFAULT_MEMORY_MB) -> None:
+    """Start the evaluator now, so that its start-up overlaps graphbuild's own imports."""
+    try:
+        _process(max_memory_mb)
+    except EvaluatorUnavailable:
+        pass  # said again, with the reason, when a BUILD file is first evaluated
 
 
 @atexit.register
@@ -194,12 +256,22 @@ class Evaluator:
         self.sid = next(_session_ids)
         _process(limits.max_memory_mb)  # start it now: its start-up overlaps ours
 
+    def prefetch(self, packages: list[str], rules: list[str]) -> None:
+        """Ask for these packages now; `evaluate` collects them (the evaluator works meanwhile)."""
+        self.rules = sorted(rules)
+        with _lock:
+            proc = self._opened()
+            for package in packages:
+                key = ("eval", self.sid, package)
+                if not proc.asked(key):
+                    proc.send(key, ("eval", self.sid, package, None))
+
     def evaluate(self, package: str, rules: list[str]) -> Evaluated:
         """The rule calls of a BUILD file; what it printed goes to stderr, even when it fails."""
         self.rules = sorted(rules)
         rel = f"{package}/{self.build_file}".lstrip("/")
         try:
-            reply = self._request(package, None)
+            reply = self._ask(("eval", self.sid, package), ("eval", self.sid, package, None))
         except _Died as died:
             raise self._crash_error(died, package, rel) from None
         for line in reply.get("prints", ()):
@@ -218,24 +290,35 @@ class Evaluator:
             proc = _processes.get(self.limits.max_memory_mb)
             if proc is not None and proc.alive() and self.sid in proc.sessions:
                 try:
-                    proc.request(("close", self.sid), GRACE_SECONDS)
-                except _Died:
+                    proc.request(("close", self.sid), ("close", self.sid), GRACE_SECONDS)
+                except (_Died, _Lost):
                     pass
                 proc.sessions.discard(self.sid)
 
-    def _request(self, package: str, source: str | None) -> dict:
-        with _lock:
-            proc = _process(self.limits.max_memory_mb)
-            if self.sid not in proc.sessions:
-                config = {"root": str(self.root), "build_file": self.build_file, "rules": self.rules,
-                          "max_steps": self.limits.max_steps, "timeout": self.limits.timeout}
+    def _opened(self) -> _Process:
+        """The evaluator process, this loader's session opened in it."""
+        proc = _process(self.limits.max_memory_mb)
+        if self.sid not in proc.sessions:
+            config = {"root": str(self.root), "build_file": self.build_file, "rules": self.rules,
+                      "max_steps": self.limits.max_steps, "timeout": self.limits.timeout}
+            try:
+                proc.request(("open", self.sid), ("open", self.sid, config), GRACE_SECONDS)
+            except (_Died, _Lost) as died:
+                detail = died.detail.strip()[-500:] if isinstance(died, _Died) else ""
+                raise EvaluatorUnavailable(f"the Starlark evaluator did not start: {detail}",
+                                           hint="reinstall graphbuild (it needs starlark-pyo3)") from None
+            proc.sessions.add(self.sid)
+        return proc
+
+    def _ask(self, key: Hashable, message: tuple) -> dict:
+        for _ in range(3):  # asked again when lost behind a file that killed the process
+            with _lock:
+                proc = self._opened()
                 try:
-                    proc.request(("open", self.sid, config), GRACE_SECONDS)
-                except _Died as died:
-                    raise EvaluatorUnavailable(f"the Starlark evaluator did not start: {died.detail.strip()[-500:]}",
-                                               hint="reinstall graphbuild (it needs starlark-pyo3)") from None
-                proc.sessions.add(self.sid)
-            return proc.request(("eval", self.sid, package, source), self.limits.timeout + GRACE_SECONDS)
+                    return proc.request(key, message, self.limits.timeout + GRACE_SECONDS)
+                except _Lost:
+                    continue
+        raise _Died("exit", "the evaluator stopped again and again")
 
     # -- when the evaluator dies --------------------------------------------------------------
 
@@ -279,8 +362,9 @@ class Evaluator:
                 break
             middle = (low + high) // 2
             prefix = "".join(lines[: starts[middle] - 1])
+            probe = next(_probe_ids)
             try:
-                self._request(package, prefix)
+                self._ask(("probe", probe), ("eval", self.sid, package, prefix))
                 low = middle + 1
             except _Died:
                 high = middle

@@ -104,6 +104,9 @@ class Loader:
             self.target(Label(pattern.package, pattern.name))
             return [Label(pattern.package, pattern.name)]
         packages = self.workspace.packages_under(pattern.package) if pattern.recursive else [pattern.package]
+        wanted = [pkg for pkg in packages if pkg not in self._packages and self.has_package(pkg)]
+        if len(wanted) > 1:
+            self._evaluator.prefetch(wanted, list(self.rules))
         labels: list[Label] = []
         errors: list[GraphbuildError] = []
         for pkg in packages:

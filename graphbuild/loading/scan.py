@@ -91,18 +91,29 @@ class Scan:
     unclosed: tuple[int, int, str] | None = None
     #: (line, col, word) of every Python keyword Starlark does not have
     python_keywords: list[tuple[int, int, str]] = field(default_factory=list)
+    _index: dict[int, dict[tuple, list[CallSite]]] = field(default_factory=dict, repr=False)
+    _turns: dict[tuple, int] = field(default_factory=dict, repr=False)
 
     def call_at(self, line: int, name: str | None = None, keywords: set[str] | None = None) -> CallSite | None:
-        """The call starting on `line` that best matches a call made at run time."""
-        candidates = self.calls.get(line, [])
-
-        def exact(site: CallSite) -> bool:
-            return keywords is not None and set(site.keywords) == keywords
-
-        for wanted in (lambda s: s.name == name and exact(s), exact, lambda s: s.name == name):
-            for site in candidates:
-                if wanted(site):
-                    return site
+        """The call starting on `line` that best matches a call made at run time: same name and
+        keywords, else same keywords, else same name.  Calls alike on one line (`a(x = 1); a(x = 2)`)
+        are handed out in turn, as straight-line code makes them.  O(1) per call once a line is indexed."""
+        index = self._index.get(line)
+        if index is None:
+            index = self._index[line] = {}
+            for site in self.calls.get(line, []):
+                signature = frozenset(site.keywords)
+                for key in ((site.name, signature), (None, signature), (site.name, None)):
+                    index.setdefault(key, []).append(site)
+        signature = frozenset(keywords) if keywords is not None else None
+        for key in ((name, signature), (None, signature), (name, None)):
+            if key[0] is None and key[1] is None:
+                continue
+            sites = index.get(key)
+            if sites:
+                turn = self._turns.get((line, key), 0)
+                self._turns[(line, key)] = turn + 1
+                return sites[turn % len(sites)]
         return None
 
     def site_at(self, line: int, col: int) -> CallSite | None:

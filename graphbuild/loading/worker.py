@@ -51,6 +51,7 @@ MAX_VALUE_DEPTH = 64
 MAX_FILE_BYTES = 32 << 20
 MAX_PRINTED = 1 << 20
 HELPERS = ("glob", "load", "package_name", "fail", "print")
+LIMITS_HINT = "raise [loading] max_steps or timeout in graphbuild.toml if this file really needs it"
 
 # starlark-rust's rendering: frames "  * FILE:LINE, in FUNCTION", then "error: MESSAGE" and
 # " --> FILE:LINE:COL", indented by the width of the line numbers of the snippet under it.
@@ -170,7 +171,7 @@ class Evaluation:
     def spend(self, steps: int) -> None:
         self.steps += steps
         if self._over():
-            raise self.fail(Problem(self.cancelled or "cancelled"))
+            raise self.fail(Problem(self.cancelled or "cancelled", hint=LIMITS_HINT))
 
     def _over(self) -> bool:
         if self.cancelled:
@@ -454,8 +455,7 @@ class Worker:
                 if site is not None and site.within is not None:
                     message = f"{site.within[1]}: {message}"
         elif ev.cancelled and message.startswith("Evaluation cancelled"):
-            message = ev.cancelled
-            hint = "raise [loading] max_steps or timeout in graphbuild.toml if this file really needs it"
+            message, hint = ev.cancelled, LIMITS_HINT
         else:
             message, hint = self._explain(message, ev)
             if message.startswith("syntax error") and path is not None:
@@ -691,21 +691,25 @@ def main() -> None:
         try:
             request = protocol.read(requests)
         except EOFError:
-            return
+            return  # graphbuild is done (or gone)
         try:
-            protocol.write(replies, worker.handle(request))
-            continue
+            reply = worker.handle(request)
+            fatal = False
         except MemoryError:
-            reply = {"crash": "memory", "detail": "out of memory"}
+            reply, fatal = {"crash": "memory", "detail": "out of memory"}, True
         except RecursionError:
-            reply = {"crash": "stack", "detail": "a value nested too deeply"}
+            reply, fatal = {"crash": "stack", "detail": "a value nested too deeply"}, True
         except Exception as err:
-            reply = {"crash": "panic", "detail": f"{type(err).__name__}: {err}"}
+            reply, fatal = {"crash": "panic", "detail": f"{type(err).__name__}: {err}"}, True
         except BaseException as err:  # a Rust panic surfaces as pyo3's PanicException
             if isinstance(err, KeyboardInterrupt | SystemExit):
                 raise
             kind = "memory" if "out of memory" in str(err) else "panic"
-            reply = {"crash": kind, "detail": f"{type(err).__name__}: {err}"}
-        # After a panic or an exhausted heap the interpreter's state is not to be trusted: reply, then exit.
-        protocol.write(replies, reply)
-        return
+            reply, fatal = {"crash": kind, "detail": f"{type(err).__name__}: {err}"}, True
+        try:
+            protocol.write(replies, reply)
+        except OSError:
+            return  # nobody is listening any more
+        if fatal:
+            # after a panic or an exhausted heap the interpreter's state is not to be trusted
+            return

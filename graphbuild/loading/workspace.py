@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from graphbuild.errors import GraphbuildError, Location, SpecError, UsageError, did_you_mean, raise_collected
+from graphbuild.loading.evaluator import DEFAULT_MEMORY_MB
 
 MARKER = "graphbuild.toml"
 BUILD_FILE = "BUILD.envs"
@@ -51,7 +52,8 @@ class LoadingSection(_Section):
     max_steps: int = Field(default=10_000_000, gt=0,
                            description="Starlark steps (loop iterations, calls) one BUILD file may take")
     timeout: float = Field(default=60.0, gt=0, description="seconds one BUILD file's evaluation may take")
-    max_memory_mb: int = Field(default=1024, ge=64, description="memory (MiB) the Starlark evaluator may use")
+    max_memory_mb: int = Field(default=DEFAULT_MEMORY_MB, ge=64,
+                               description="memory (MiB) the Starlark evaluator may use")
 
 
 class Config(_Section):

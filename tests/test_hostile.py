@@ -11,7 +11,7 @@ evaluator); and finish within the case's time limit (pytest-timeout).
 
 `expect.json` keys: `location`, `message`; optional `hint` (a fragment), `links` (path ->
 target, made as symbolic links), `fifos` (paths made as named pipes), `only` ("query" or
-"build").  A file `NAME.gen` holds a Python expression of string literals whose value is
+"build").  A file `NAME.gen` holds a Python expression of string literals (and range()) whose value is
 written to NAME (a 33 MiB file or 100,000 nested brackets need not be checked in).
 """
 
@@ -50,7 +50,7 @@ def materialize(case: Path, ws: TestWorkspace, outside: Path, canary: Path) -> d
         if path.is_dir() or rel == "expect.json":
             continue
         if rel.endswith(".gen"):
-            content = eval(path.read_text(), {"__builtins__": {}})  # the corpus's own data
+            content = eval(path.read_text(), {"__builtins__": {}, "range": range})  # the corpus's own data
             target = ws.root / rel.removesuffix(".gen")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content.encode("utf-8", "surrogateescape"))

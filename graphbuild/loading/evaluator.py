@@ -167,31 +167,21 @@ class _Process:
         return self.reply(key, timeout)
 
     def _why_dead(self) -> tuple[str, str]:
-        status, peak_mb = self._reap()
+        try:
+            status = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            status = self.proc.returncode
         self.stderr.seek(0)
         text = self.stderr.read()[-4000:].decode(errors="replace")
         if "memory allocation" in text or "MemoryError" in text or "Cannot allocate memory" in text:
             return "memory", text
         if status in (-signal.SIGSEGV, -signal.SIGBUS, -signal.SIGABRT) or "overflowed its stack" in text:
-            # an allocation refused under the address-space limit can also end in SIGSEGV: tell
-            # them apart by how much memory the process had taken
-            return ("memory" if peak_mb > max(self.max_memory_mb / 2, 64) else "stack"), text
+            # a stack overflow, or an allocation refused under the address-space limit that the
+            # interpreter did not check: the process cannot say which (its peak memory, as the
+            # kernel reports it, includes graphbuild's own at the fork)
+            return "crash", text
         return "exit", f"exit status {status}: {text.strip()[-300:]}"
-
-    def _reap(self) -> tuple[int | None, float]:
-        """The exit status and peak resident memory (MiB) of the dead process."""
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
-            except ChildProcessError:  # reaped already
-                return self.proc.returncode, 0.0
-            if pid:
-                self.proc.returncode = os.waitstatus_to_exitcode(status)
-                return self.proc.returncode, usage.ru_maxrss / 1024
-            time.sleep(0.01)
-        self.kill()
-        return self.proc.returncode, 0.0
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -334,9 +324,11 @@ class Evaluator:
             message = f"{where} used more than the {self.limits.max_memory_mb} MiB memory limit"
             hint = ("build smaller values; raise [loading] max_memory_mb in graphbuild.toml if this file really "
                     "needs more")
-        elif died.kind == "stack":
-            message = f"{where} crashed the Starlark interpreter: a value or expression nested too deeply"
-            hint = "flatten the nesting: name the inner parts"
+        elif died.kind in ("stack", "crash"):
+            message = (f"{where} crashed the Starlark interpreter: a value or expression nested too deeply"
+                       + ("" if died.kind == "stack" else f", or more memory than the {self.limits.max_memory_mb} MiB "
+                          "limit"))
+            hint = "flatten the nesting (name the inner parts), or build smaller values"
         elif died.kind == "panic":
             detail = died.detail.splitlines()[0] if died.detail else ""
             message = f"{where} stopped the Starlark interpreter ({detail.removeprefix('PanicException: ')})"

@@ -7,7 +7,8 @@ the file, its keyword arguments and the items of literal list/tuple values, inde
 line the call starts on.  It also records where top-level statements begin (so that a crash
 of the interpreter can be pinned to a statement by evaluating prefixes of the file) and
 refuses brackets nested deeper than `MAX_BRACKET_DEPTH` (the interpreter's parser recurses
-and would overflow its stack).
+and would overflow its stack) and thousands of calls crammed on one long line (the
+interpreter's call stack copies the text of a call's line: that would cost the square of it).
 
 It is a scanner, not a parser: strings and comments are skipped exactly, everything else is
 only looked at for brackets, commas, `name(` and `name =`.  A construct it misreads costs a
@@ -21,6 +22,9 @@ import re
 from dataclasses import dataclass, field
 
 MAX_BRACKET_DEPTH = 100
+#: The interpreter reports a call's place with the text of its line: calls x line length
+#: beyond this on one line would make locating them quadratic, and are refused.
+MAX_CALL_TEXT = 1 << 30
 #: Python keywords Starlark reserves and does not use: each is an error wherever it appears.
 PYTHON_ONLY_KEYWORDS = frozenset({
     "as", "assert", "async", "await", "class", "del", "except", "finally", "from", "global", "import", "is",
@@ -91,6 +95,10 @@ class Scan:
     unclosed: tuple[int, int, str] | None = None
     #: (line, col, word) of every Python keyword Starlark does not have
     python_keywords: list[tuple[int, int, str]] = field(default_factory=list)
+    #: (line, calls, characters) of a line holding so many calls that locating them is costly
+    crowded: tuple[int, int, int] | None = None
+    line_starts: list[int] = field(default_factory=list, repr=False)
+    size: int = 0
     _index: dict[int, dict[tuple, list[CallSite]]] = field(default_factory=dict, repr=False)
     _turns: dict[tuple, int] = field(default_factory=dict, repr=False)
 
@@ -115,6 +123,12 @@ class Scan:
                 self._turns[(line, key)] = turn + 1
                 return sites[turn % len(sites)]
         return None
+
+    def line_length(self, line: int) -> int:
+        if not 0 < line <= len(self.line_starts):
+            return 0
+        end = self.line_starts[line] if line < len(self.line_starts) else self.size
+        return end - self.line_starts[line - 1]
 
     def site_at(self, line: int, col: int) -> CallSite | None:
         for site in self.calls.get(line, []):
@@ -153,22 +167,16 @@ def scan(source: str) -> Scan:
 
     for match in _TOKEN.finditer(source):
         kind = match.lastgroup
-        if kind == "name":
+        if kind == "str":
             expect_keyword = False
-            if match.group() in PYTHON_ONLY_KEYWORDS:
-                result.python_keywords.append((*lines.at(match.start()), match.group()))
-        elif kind == "str":
-            expect_keyword = False
-        elif kind == "call":
-            line, col = lines.at(match.start())
-            site = CallSite(line, col, match.group("call"))
-            for frame in reversed(frames):
-                if frame.kind == "call" and frame.keyword is not None:
-                    site.within = (frame.call, frame.keyword)  # type: ignore[assignment]
-                    break
-            result.calls.setdefault(line, []).append(site)
-            frames.append(_Frame("call", match.end() - 1, call=site))
-            expect_keyword = True
+        elif kind == "comma":
+            if frames:
+                top = frames[-1]
+                if top.kind == "call":
+                    top.keyword = None
+                    expect_keyword = True
+                elif top.items is not None:
+                    next_item(match.end(), top.items)
         elif kind == "kw":
             top = frames[-1] if frames else None
             if top is not None and top.kind == "call" and expect_keyword and top.call is not None:
@@ -179,34 +187,46 @@ def scan(source: str) -> Scan:
                 if value_at < size and source[value_at] in "[(":
                     items_at, items_for = value_at, entry
             expect_keyword = False
-        elif kind == "open":
-            frame = _Frame(match.group(), match.start())
-            if match.start() == items_at and items_for is not None:
-                frame.items = items_for
-                next_item(match.end(), items_for)
-            frames.append(frame)
-            expect_keyword = False
         elif kind == "close":
             if frames:
                 frames.pop()
             expect_keyword = False
-        elif kind == "comma":
-            if frames:
-                top = frames[-1]
-                if top.kind == "call":
-                    top.keyword = None
-                    expect_keyword = True
-                elif top.items is not None:
-                    next_item(match.end(), top.items)
+        elif kind == "open" or kind == "call":
+            if kind == "open":
+                frame = _Frame(match.group(), match.start())
+                if match.start() == items_at and items_for is not None:
+                    frame.items = items_for
+                    next_item(match.end(), items_for)
+                expect_keyword = False
+            else:
+                line, col = lines.at(match.start())
+                site = CallSite(line, col, match.group("call"))
+                for outer in reversed(frames):
+                    if outer.kind == "call" and outer.keyword is not None:
+                        site.within = (outer.call, outer.keyword)  # type: ignore[assignment]
+                        break
+                result.calls.setdefault(line, []).append(site)
+                frame = _Frame("call", match.end() - 1, call=site)
+                expect_keyword = True
+            frames.append(frame)
+            if len(frames) > MAX_BRACKET_DEPTH:
+                result.too_deep = lines.at(match.start())
+                return result
+        elif kind == "name":
+            expect_keyword = False
+            if match.group() in PYTHON_ONLY_KEYWORDS:
+                result.python_keywords.append((*lines.at(match.start()), match.group()))
         elif kind == "stmt":
             if frames or source.endswith("\\", 0, match.start()):
                 continue  # inside brackets, or a line continued by a backslash
             line = lines.at(match.end())[0]
             if not result.statements or line > result.statements[-1]:
                 result.statements.append(line)
-        if len(frames) > MAX_BRACKET_DEPTH and result.too_deep is None:
-            result.too_deep = lines.at(match.start())
-            return result
+    result.line_starts = lines.starts
+    result.size = size
+    for line, sites in result.calls.items():
+        if len(sites) > 1 and len(sites) * result.line_length(line) > MAX_CALL_TEXT and result.crowded is None:
+            result.crowded = (line, len(sites), result.line_length(line))
     if frames:
         line, col = lines.at(frames[0].offset)
         result.unclosed = (line, col, source[frames[0].offset])

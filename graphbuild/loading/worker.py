@@ -46,6 +46,8 @@ MACRO_SUFFIX = ".star"
 STEPS_PER_CHECK = 1000
 #: what a call into graphbuild (a rule, glob, print) costs in steps
 CALLBACK_STEPS = 1000
+#: and what the text of the calling lines costs
+LINE_BYTES_PER_STEP = 64
 MAX_CALLSTACK = 100
 MAX_VALUE_DEPTH = 64
 MAX_FILE_BYTES = 32 << 20
@@ -267,6 +269,10 @@ class Worker:
             line, col = found.too_deep
             raise Problem(f"brackets nested more than {MAX_BRACKET_DEPTH} deep", path=rel, line=line, col=col,
                           hint="flatten the expression: name the inner parts")
+        if found.crowded:
+            line, calls, width = found.crowded
+            raise Problem(f"{calls:,} calls on one line of {width:,} characters", path=rel, line=line,
+                          hint="put each call on a line of its own (graphbuild locates calls by their line)")
         if found.python_keywords:
             first_of_line = {line: (col, word) for line, col, word in reversed(found.python_keywords)}
             problems = [Problem(f"syntax error: '{word}' is not part of Starlark", path=rel, line=line, col=col,
@@ -359,8 +365,11 @@ class Worker:
 
     def _declare(self, rule: str, stack: str, args: list, kwargs: dict) -> None:
         ev = self._require_build(f"rule '{rule}'")
-        ev.spend(CALLBACK_STEPS)
         user = [f for f in frames_of(stack) if f.path != PRELUDE]
+        # call_stack() copied the text of each frame's line: a loop calling a rule on a very
+        # long line pays for it in steps
+        ev.spend(CALLBACK_STEPS + sum(ev.scans[f.path].line_length(f.line) for f in user if f.path in ev.scans)
+                 // LINE_BYTES_PER_STEP)
         if rule not in ev.session.rules or not user or user[0].path != ev.build_rel:
             raise ev.fail(Problem("_declare is graphbuild's own: call the rule instead"))
         where = [f for f in user if f.path == ev.build_rel][-1]

@@ -334,27 +334,31 @@ def bench_loading(base: Path, sizes: list[int], runs: int) -> int:
     print(f"\nloading: {', '.join(map(str, sizes))} targets in one BUILD.envs; load average {load_average()}",
           flush=True)
 
-    def timed(count: int, style: str, text: str) -> float:
+    cases = [(1, "written out", written_out(1))] + [
+        (count, style, text)
+        for count in sizes
+        for style, text in (("written out", written_out(count)), ("on one line", on_one_line(count)),
+                            ("made in a loop", made_in_a_loop(count)))
+        if style != "on one line" or count <= 2000]
+    benches = []
+    for count, style, text in cases:
         root = base / f"loading-{count}-{style.split()[0]}"
         (root / "big").mkdir(parents=True)
         (root / "graphbuild.toml").write_text("")
         (root / "big" / "BUILD.envs").write_text(text)
-        bench = Bench(root, base / "loading-cache", None)
-        times = []
-        for _ in range(runs):
+        benches.append(Bench(root, base / "loading-cache", None))
+    times: list[list[float]] = [[] for _ in cases]
+    for _ in range(runs):  # rounds over every case: drift in the machine's load hits all alike
+        for index, ((count, _, _), bench) in enumerate(zip(cases, benches, strict=True)):
             result = bench.run("query", "//big:all", "--json")
             found = len(result.json()["targets"])
             if found != count:
                 raise SystemExit(f"query found {found} targets, expected {count}")
-            times.append(result.seconds)
-        return statistics.median(times)
-
-    baseline = timed(1, "written out", written_out(1))
-    rows = [(count, style, timed(count, style, text), len(text.splitlines()))
-            for count in sizes
-            for style, text in (("written out", written_out(count)), ("on one line", on_one_line(count)),
-                                ("made in a loop", made_in_a_loop(count)))
-            if style != "on one line" or count <= 2000]
+            times[index].append(result.seconds)
+    medians = [statistics.median(t) for t in times]
+    baseline = medians[0]
+    rows = [(count, style, seconds, len(text.splitlines()))
+            for (count, style, text), seconds in zip(cases[1:], medians[1:], strict=True)]
     print(f"\n{'targets':>8}  {'how':<15} {'lines':>7}  {'query wall':>10}  {'beyond 1 target':>15}  "
           f"{'per target':>10}")
     print(f"{1:>8}  {'written out':<15} {len(written_out(1).splitlines()):>7}  {fmt_s(baseline):>10}")

@@ -47,7 +47,7 @@ STEPS_PER_CHECK = 1000
 #: what a call into graphbuild (a rule, glob, print) costs in steps
 CALLBACK_STEPS = 1000
 #: and what the text of the calling lines costs
-LINE_BYTES_PER_STEP = 64
+LINE_BYTES_PER_STEP = 1024
 MAX_CALLSTACK = 100
 MAX_VALUE_DEPTH = 64
 MAX_FILE_BYTES = 32 << 20

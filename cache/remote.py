@@ -172,7 +172,8 @@ class RemoteCache:
 
     def _download_from(self, source: str, sha: str, size: int | None, *, header: bool) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.blobs.tmp, prefix="remote-")
-        transport, content = hashlib.sha256(), hashlib.sha256()
+        transport = hashlib.sha256()
+        content = hashlib.sha256() if header else transport  # a plain blob is its content: hash it once
         head = b"" if not header else None
         try:
             with os.fdopen(fd, "wb") as out:
@@ -184,7 +185,8 @@ class RemoteCache:
                         if len(pending) < COPY_HEADER_SIZE:
                             continue
                         head, chunk = pending[:COPY_HEADER_SIZE], pending[COPY_HEADER_SIZE:]
-                    content.update(chunk)
+                    if header:
+                        content.update(chunk)
                     out.write(chunk)
             if "sha256:" + transport.hexdigest() != source:
                 raise RemoteCacheError(f"blob {source[:19]} arrived corrupt")

@@ -1,7 +1,9 @@
 """Run history per workspace: which nodes each run touched, their keys and statuses.
 
 Each target label points at its last two runs; `graphbuild why` compares them.  Node inputs
-themselves are kept as manifests in the action cache, so a run record stays small.
+themselves are kept as manifests in the action cache, so a run record stays small: by key,
+written by the node that ran it, and by key and node id for a node whose result came from
+another node (two targets may share a key but not how their inputs read: a branch name).
 """
 
 from __future__ import annotations
@@ -37,6 +39,16 @@ class History:
         """The recorded runs of `label`, oldest first (at most `KEEP`)."""
         data = self._read()
         return [data["runs"][rid] for rid in data["labels"].get(label, []) if rid in data["runs"]]
+
+    def last_nodes(self, labels: Iterable[str]) -> dict[str, list]:
+        """node id -> its entry in the last recorded run of any of `labels` (one read)."""
+        data = self._read()
+        found: dict[str, list] = {}
+        for label in labels:
+            rids = data["labels"].get(label, [])
+            if rids and rids[-1] in data["runs"]:
+                found.update(data["runs"][rids[-1]]["nodes"])
+        return found
 
     def record(self, run_id: str, run: dict[str, Any], labels: Iterable[str]) -> None:
         """Store one run and make it the latest of each label (under a lock, so concurrent runs both land)."""

@@ -142,6 +142,9 @@ def _copy_reports(session: Session, outcomes: dict[str, NodeOutcome], directory:
 
 def _record_history(session: Session, phase: str, labels: list[Label], outcomes: dict[str, NodeOutcome],
                     analysis: Analysis) -> None:
+    from graphbuild.cli.why import keep_own_inputs
+
+    keep_own_inputs(session, analysis, outcomes, labels)
     session.history.record(f"{time.time_ns()}-{os.getpid()}", {
         "time": time.time(),
         "phase": phase,

@@ -287,7 +287,10 @@ def _git_wheel(ctx: RuleContext, library: PyLibraryInfo, lock: lockfile.Lock) ->
         outputs=["wheel", "filename", "source.tar"],
         kind="git_library.wheel",
         inputs={"url": library.git["url"], "subdir": library.git["subdir"],
-                "package": library.label.split(":")[0].removeprefix("//"),
+                # where a relative url is relative to; an absolute one needs no package, and
+                # keying it would split one commit's wheel between packages
+                "package": library.label.split(":")[0].removeprefix("//")
+                if library.git["url"].startswith(("./", "../")) else "",
                 # the version the lock recorded (from git tags, for many): handed to the build
                 "name": locked.get("name", ""), "version": locked.get("version", ""),
                 "commit": Located(locked["commit"], ctx.attr_location("libraries"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -40,22 +40,31 @@ class History:
         data = self._read()
         return [data["runs"][rid] for rid in data["labels"].get(label, []) if rid in data["runs"]]
 
-    def last_nodes(self, labels: Iterable[str]) -> dict[str, list]:
-        """node id -> its entry in the last recorded run of any of `labels` (one read)."""
-        data = self._read()
+    @staticmethod
+    def _last_nodes(data: dict[str, Any], labels: Iterable[str]) -> dict[str, list]:
+        # one run is usually the last of many labels (a run of //...): each is read once
+        last = dict.fromkeys(rids[-1] for label in labels if (rids := data["labels"].get(label)))
         found: dict[str, list] = {}
-        for label in labels:
-            rids = data["labels"].get(label, [])
-            if rids and rids[-1] in data["runs"]:
-                found.update(data["runs"][rids[-1]]["nodes"])
+        for rid in last:
+            if rid in data["runs"]:
+                found.update(data["runs"][rid]["nodes"])
         return found
 
-    def record(self, run_id: str, run: dict[str, Any], labels: Iterable[str]) -> None:
-        """Store one run and make it the latest of each label (under a lock, so concurrent runs both land)."""
+    def last_nodes(self, labels: Iterable[str]) -> dict[str, list]:
+        """node id -> its entry in the last recorded run of any of `labels`."""
+        return self._last_nodes(self._read(), labels)
+
+    def record(self, run_id: str, run: dict[str, Any], labels: Iterable[str],
+               before: Callable[[dict[str, list]], None] | None = None) -> None:
+        """Store one run and make it the latest of each label (under a lock, so concurrent runs
+        both land). `before` is first handed the labels' last recorded nodes (`last_nodes`)."""
+        labels = list(labels)
         lock_path = self.path.with_suffix(".lock")
         with open(lock_path, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             data = self._read()
+            if before is not None:
+                before(self._last_nodes(data, labels))
             data["runs"][run_id] = run
             for label in labels:
                 data["labels"][label] = [*data["labels"].get(label, []), run_id][-KEEP:]

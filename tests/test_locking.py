@@ -557,3 +557,26 @@ def test_a_failing_git_build_shows_the_backends_own_error(ws, tmp_path):
     assert node["status"] == "failed"
     assert node["message"] == "building the wheel failed: RuntimeError: this build is broken on purpose"
     assert "Traceback" in node["log_tail"] and "broken on purpose" in node["log_tail"]
+
+
+def test_two_libraries_of_one_distribution_fail_the_lock(ws):
+    for package in ("a", "b"):
+        ws.write(f"libs/{package}/BUILD.envs", 'py_library(name = "lib")\n')
+        ws.write(f"libs/{package}/pyproject.toml", '[project]\nname = "same-name"\nversion = "1.0"\n')
+    ws.write("envs/BUILD.envs", f'environment(name = "prod", libraries = ["//libs/a:lib", "//libs/b:lib"], '
+                                f'python = "{PY}")\n')
+    result = ws.gb("lock", "//envs:prod", "--json")
+    assert result.exit_code == 2
+    assert result.json["nodes"][0]["message"] == ("one version per distribution: libraries //libs/a:lib and "
+                                                  "//libs/b:lib both build same-name")
+
+
+@pytest.mark.network
+def test_graphbuild_lock_rewrites_a_damaged_lock(example):
+    path = example.root / "envs/pylock.prod.toml"
+    path.write_text(_corrupt(path.read_text(), "missing-dependency")[0])
+    assert example.gb("graph", "//envs:prod").exit_code == 2
+    ok(example.gb("lock", "//envs:prod"))
+    lock = lockfile.parse(path.read_text())
+    assert "idna" in lock.packages and "idna" in lock.dependencies("requests")
+    ok(example.gb("graph", "//envs:prod"))

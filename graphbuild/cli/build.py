@@ -144,13 +144,12 @@ def _record_history(session: Session, phase: str, labels: list[Label], outcomes:
                     analysis: Analysis) -> None:
     from graphbuild.cli.why import keep_own_inputs
 
-    keep_own_inputs(session, analysis, outcomes, labels)
     session.history.record(f"{time.time_ns()}-{os.getpid()}", {
         "time": time.time(),
         "phase": phase,
         "nodes": {nid: [o.key, o.status, o.cached_from, o.source, analysis.nodes[nid].cacheable]
                   for nid, o in outcomes.items() if nid in analysis.nodes},
-    }, [str(lab) for lab in labels])
+    }, [str(lab) for lab in labels], before=lambda last: keep_own_inputs(session, analysis, outcomes, last))
 
 
 def _report(args: argparse.Namespace, reporter: ConsoleReporter, analysis: Analysis, labels: list[Label],

@@ -124,14 +124,13 @@ def own_manifest_key(key: str, nid: str) -> str:
 
 
 def keep_own_inputs(session: Session, analysis: Analysis, outcomes: dict[str, NodeOutcome],
-                    labels: list[Label]) -> None:
+                    before: dict[str, list]) -> None:
     """After a run: the manifest of each node served by another node's result (another target
     sharing its key, or the remote cache), as this node reads it. A manifest stored by key is
     the view of the node that ran it: the same commit reads "branch main" in one environment
     and "branch fork" in another, and `why` must show each target its own previous inputs.
-    Nodes whose entry in the labels' last run already had this key and source are skipped (a
-    no-op run writes nothing)."""
-    before = session.history.last_nodes(str(label) for label in labels)
+    Nodes whose entry in the labels' last run (`before`) already had this key and source are
+    skipped (a no-op run writes nothing)."""
     for nid, outcome in outcomes.items():
         node = analysis.nodes.get(nid)
         if node is None or not outcome.key or not (outcome.cached_from or outcome.source == "remote"):

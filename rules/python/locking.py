@@ -81,6 +81,13 @@ def lock_environment(ctx: ExecContext) -> dict[str, Any]:
     where: dict[str, str] = ctx.unkeyed.get("where", {})
     python, platform = spec["python"], spec["platform"]
     libraries = [_resolve_library(ctx, lib, where) for lib in spec["libraries"]]
+    seen: dict[str, str] = {}
+    for lib in libraries:
+        if lib["name"] in seen:
+            raise ActionFailed(f"one version per distribution: libraries {seen[lib['name']]} and {lib['label']} "
+                               f"both build {lib['name']}", bad_input=True, location=_location(where.get(lib["label"])),
+                               details="hint: keep one of them in the environment's libraries")
+        seen[lib["name"]] = lib["label"]
     builds = _Builds(ctx, libraries)
     steps = [(layer["label"], layer["requirements"]) for layer in spec["layers"]]
     lib_requirements = lockfile.requirement_set([r for lib in libraries for r in lib["requirements"]])

@@ -416,6 +416,15 @@ def test_a_library_the_test_runner_needs_is_its_only_copy_in_the_lock(ws, tmp_pa
     library = lock.libraries["//envs:plug"]
     assert (library["name"], library["version"], library["required_by"]) == ("pluggy", "1.5.0", ["pytest"])
 
+    # the branch moves to a version pytest refuses: relocking keeps every pin, and still checks it
+    (repo / "pyproject.toml").write_text((repo / "pyproject.toml").read_text().replace("1.5.0", "1.0.0"))
+    git("commit", "-q", "-am", "1.0.0", cwd=repo)
+    result = ws.gb("lock", "//envs:prod", "--json")
+    assert result.exit_code == 2
+    message = result.json["nodes"][0]["message"]
+    assert message.startswith("one version per distribution: library //envs:plug builds pluggy 1.0.0, but pytest "
+                              f"{lock.packages['pytest']['version']} (in testrunner) requires pluggy"), message
+
 
 @pytest.mark.network
 def test_a_library_too_old_for_the_test_runner_fails_the_lock_naming_both(ws, tmp_path):
@@ -580,3 +589,26 @@ def test_graphbuild_lock_rewrites_a_damaged_lock(example):
     lock = lockfile.parse(path.read_text())
     assert "idna" in lock.packages and "idna" in lock.dependencies("requests")
     ok(example.gb("graph", "//envs:prod"))
+
+
+@pytest.mark.network
+def test_a_library_whose_new_version_its_requirer_refuses_makes_the_lock_stale(ws):
+    def libraries(textstats_version: str) -> None:
+        for name, version, deps in (("textstats", textstats_version, []), ("featurize", "0.2.0", ["textstats>=0.3"])):
+            ws.write(f"libs/{name}/BUILD.envs", f'py_library(name = "{name}")\n')
+            ws.write(f"libs/{name}/pyproject.toml", f'[project]\nname = "{name}"\nversion = "{version}"\n'
+                                                    f'dependencies = {deps!r}\n'.replace("'", '"'))
+
+    libraries("0.3.0")
+    ws.write("envs/BUILD.envs", f'environment(name = "prod", libraries = ["//libs/textstats", "//libs/featurize"], '
+                                f'python = "{PY}")\n')
+    ok(ws.gb("lock", "//envs:prod"))
+    textstats = lockfile.parse((ws.root / "envs/pylock.prod.toml").read_text()).libraries["//libs/textstats:textstats"]
+    assert (textstats["version"], textstats["required_by"]) == ("0.3.0", ["//libs/featurize:featurize"])
+    libraries("0.3.1")  # still accepted: the lock holds
+    ok(ws.gb("graph", "//envs:prod"))
+    libraries("0.2.0")
+    result = ws.gb("graph", "//envs:prod")
+    assert result.exit_code == 2
+    assert ("library //libs/textstats:textstats is version 0.2.0 now, the lock checked 0.3.0 against "
+            "'textstats>=0.3'") in result.stderr

@@ -125,9 +125,9 @@ def lock_environment(ctx: ExecContext) -> dict[str, Any]:
             resolved = True
         layers.append({"label": label, "packages": added})
         provided_by.update(dict.fromkeys(added, label))
-    if not resolved and used and previous is not None and groups:
-        # every pin kept, but a library the others depend on may have moved (a branch
-        # followed to a new commit): check the kept pins still accept its build
+    if not resolved and previous is not None and groups and _moved(libraries, used, previous):
+        # every pin kept, but a library the others depend on moved (a branch followed to a
+        # new commit, a new version): check the kept pins still accept its build
         parents = _resolve_step(ctx, steps[-1][0], groups, pins, provided_by, where, python, platform, builds,
                                 used).parents
         parents = {n: p for n, p in parents.items() if n in builds.by_name}  # only who needs the libraries
@@ -163,6 +163,15 @@ def lock_environment(ctx: ExecContext) -> dict[str, Any]:
     changed.update({n: [v, None] for n, v in old.items() if n not in pins})
     ctx.log(f"locked {len(pins)} packages into {name}")
     return {"lock": name, "packages": len(pins), "changed": changed}
+
+
+def _moved(libraries: list[dict[str, Any]], used: set[str], previous: lockfile.Lock) -> bool:
+    """Whether a library some package depends on is not what the previous lock checked."""
+    for lib in libraries:
+        before = previous.libraries.get(lib["label"], {})
+        if lib["name"] in used and (before.get("version"), before.get("commit")) != (lib.get("version"), lib["commit"]):
+            return True
+    return False
 
 
 def _requirers(parent: str, groups: dict[str, list[str]], libraries: list[dict[str, Any]], name: str) -> list[str]:

@@ -52,6 +52,7 @@ def py_library(ctx: RuleContext, attrs: PyLibraryAttrs) -> PyLibraryInfo:
                        kind="py_library.wheel")
     return PyLibraryInfo(
         label=str(ctx.label), name=requirements.canonicalize_name(project["name"]), kind="local",
+        version=str(project.get("version", "")) if "version" not in project.get("dynamic", []) else "",
         requirements=tuple(reqs), files=files, root=ctx.package, tests=tuple(attrs.tests),
         test_command=tuple(attrs.test_command), test_scope=attrs.test_scope,
         wheel={"wheel": wheel.output("wheel"), "filename": wheel.output("filename")},

@@ -87,7 +87,7 @@ def is_root(user: str) -> bool:
     return user.split(":", 1)[0] in ("root", "0")
 
 
-def test_container_spec(resources: Resources, user: str) -> dict[str, Any]:
+def container_spec_for_tests(resources: Resources, user: str) -> dict[str, Any]:
     """The options of a test container, as plain data (a node input: all of it is keyed).
 
     No network, a read-only root with a tmpfs `/tmp`, `no-new-privileges`, the limits of

@@ -16,7 +16,7 @@ from typing import Any
 from graphbuild.api import Field, Located, NodeHandle, OutputRef, Provider, RuleContext
 from graphbuild.rules.oci import reference
 from graphbuild.rules.oci.base_image import BaseImageInfo
-from graphbuild.rules.oci.container import test_container_spec
+from graphbuild.rules.oci.container import container_spec_for_tests
 from graphbuild.rules.oci.docker_engine import load_image
 from graphbuild.rules.oci.image import assemble_image, runtime_config
 from graphbuild.rules.oci.push import push_image
@@ -101,7 +101,7 @@ def _test_node(ctx: RuleContext, attrs: Any, info: Any, base: BaseImageInfo, lib
         "tests": list(library.tests),
         "command": command,
         "timeout": ctx.located("test_timeout"),
-        "container": Located(test_container_spec(attrs.resources, attrs.test_user),
+        "container": Located(container_spec_for_tests(attrs.resources, attrs.test_user),
                              ctx.attr_location("resources")),
         "runtime": Located(runtime_config(list(base.env), image_env(attrs)), ctx.attr_location("env")),
         "base": base.digest,

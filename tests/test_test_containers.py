@@ -249,10 +249,12 @@ def test_only_containers_of_runs_known_to_be_over_are_dead():
 # 4. least privilege by default, probed from inside; resources and test_user override it
 
 
-def _probe_env(uid: int, capeff: str, memory: int, pids: int, exceed: bool = False) -> str:
+def _probe_env(uid: int, capeff: str, memory: int, pids: int, exceed: bool = False, cpus: str = "") -> str:
     env = {"PROBE_UID": str(uid), "PROBE_CAPEFF": capeff, "PROBE_MEMORY": str(memory), "PROBE_PIDS": str(pids)}
     if exceed:
         env["PROBE_EXCEED"] = "1"
+    if cpus:
+        env["PROBE_CPUS"] = cpus
     return "    env = {" + ", ".join(f'"{k}": "{v}"' for k, v in env.items()) + "},"
 
 
@@ -264,15 +266,15 @@ DOCKER_DEFAULT_CAPS = "00000000a80425fb"  # chown, dac_override, fowner, fsetid,
 @engine
 def test_test_containers_are_least_privileged_by_default_and_the_probe_gets_the_documented_answers(ws):
     lib = '    libraries = ["//libs/container_probe"],\n'
-    tight = '    resources = {"memory": "256m", "pids": 64},\n'
+    tight = '    resources = {"memory": "256m", "pids": 64, "cpus": 0.5},\n'
     environments(
         ws,
         '    name = "default",\n' + lib + _probe_env(65534, NO_CAPS, 4 << 30, 512),
-        '    name = "tight",\n' + lib + tight + _probe_env(65534, NO_CAPS, 256 << 20, 64, exceed=True),
+        '    name = "tight",\n' + lib + tight + _probe_env(65534, NO_CAPS, 256 << 20, 64, True, "0.5"),
         '    name = "rooted",\n' + lib + '    test_user = "root",\n' + _probe_env(0, DOCKER_DEFAULT_CAPS, 4 << 30, 512),
         # the same as tight but for one more process allowed: not the same test
         '    name = "tight2",\n' + lib + tight.replace("64", "65") + _probe_env(65534, NO_CAPS, 256 << 20, 64,
-                                                                                 exceed=True),
+                                                                                 True, "0.5"),
     )
     shutil.copytree(PROBE, ws.root / "libs" / "container_probe")
     ok(ws.gb("lock", "//envs/..."))
@@ -328,3 +330,38 @@ def test_resources_parse_sizes_and_map_to_engine_options():
     root = engine_options(container_spec_for_tests(Resources(memory=None, pids=None), "root"))
     assert root["user"] == "0:0" and "cap_drop" not in root
     assert "mem_limit" not in root and "pids_limit" not in root and "nano_cpus" not in root
+
+
+def _wheel(path: Path, names: list[str]) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for name in names:
+            archive.writestr(name, "")
+    return path
+
+
+def test_the_staged_tree_loses_exactly_what_the_wheel_installs(tmp_path):
+    from graphbuild.api import ActionFailed
+    from graphbuild.rules.python.image_tests import hide_shipped_code, shipped_names
+
+    wheel = _wheel(tmp_path / "w.whl", [
+        "mypkg/__init__.py", "mypkg/sub/mod.py", "helper.py", "fast.cpython-311-x86_64-linux-gnu.so",
+        "tests/__init__.py", "extra.pth", "my_pkg-1.0.dist-info/RECORD", "my_pkg-1.0.data/purelib/other/__init__.py",
+        "my_pkg-1.0.data/scripts/tool"])
+    assert shipped_names(wheel) == {"mypkg", "helper.py", "fast.cpython-311-x86_64-linux-gnu.so", "tests",
+                                    "my_pkg", "other"}
+    tree = tmp_path / "tree"
+    for rel in ("mypkg/__init__.py", "src/other/__init__.py", "src/mypkg/x.py", "helper.py", "My_Pkg/__init__.py",
+                "tests/test_a.py", "conftest.py", "pyproject.toml", "docs/index.md", "src/fast.c"):
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_text("")
+    hidden = hide_shipped_code(tree, wheel, ["tests"])
+    assert hidden == ["My_Pkg", "helper.py", "mypkg", "src/mypkg", "src/other"]
+    left = sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file())
+    assert left == ["conftest.py", "docs/index.md", "pyproject.toml", "src/fast.c", "tests/test_a.py"]
+
+    (tree / "mypkg/tests").mkdir(parents=True)
+    with pytest.raises(ActionFailed) as err:
+        hide_shipped_code(tree, wheel, ["./mypkg/tests/"])
+    assert err.value.bad_input and "'./mypkg/tests/' is inside 'mypkg'" in err.value.message

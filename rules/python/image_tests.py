@@ -163,7 +163,7 @@ def shipped_names(wheel: Path) -> set[str]:
         if parts[0].endswith(".data") and len(parts) > 2 and parts[1] in ("purelib", "platlib"):
             parts = parts[2:]
         elif parts[0].endswith(".dist-info"):
-            found.add(parts[0].rsplit("-", 1)[0])
+            found.add(parts[0].removesuffix(".dist-info").rsplit("-", 1)[0])
             continue
         elif parts[0].endswith(".data"):
             continue
@@ -177,17 +177,21 @@ def hide_shipped_code(tree: Path, wheel: Path, tests: list[str]) -> list[str]:
     top-level packages and modules at the root (flat layout) and under `src/`. Returns what
     was removed; a test path inside it is a spec error."""
     names = shipped_names(wheel)
+    lowered = {n.lower() for n in names}
+    # a test directory the wheel ships as well (`packages = find_packages()` takes `tests`) stays
+    wanted = {test.strip("/").removeprefix("./") for test in tests}
     hidden: list[str] = []
     for base in _CODE_DIRS:
         directory = tree / base if base else tree
         if not directory.is_dir():
             continue
         for entry in sorted(directory.iterdir()):
-            if entry.name in names or (entry.is_dir() and entry.name.lower() in {n.lower() for n in names}):
-                hidden.append(entry.relative_to(tree).as_posix())
+            rel = entry.relative_to(tree).as_posix()
+            if rel not in wanted and (entry.name in names or (entry.is_dir() and entry.name.lower() in lowered)):
+                hidden.append(rel)
     for test in tests:
         clean = test.strip("/").removeprefix("./")
-        inside = [h for h in hidden if clean == h or clean.startswith(h + "/")]
+        inside = [h for h in hidden if clean.startswith(h + "/")]
         if inside:
             raise ActionFailed(
                 f"test path '{test}' is inside '{inside[0]}', which the library's wheel installs: tests run "

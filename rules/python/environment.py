@@ -36,7 +36,7 @@ from graphbuild.rules.python.layers import DEFAULT_PREFIX, LAYER_FORMAT, LAYER_O
 from graphbuild.rules.python.lockfile import LIBRARIES_GROUP, TEST_RUNNER_GROUP
 from graphbuild.rules.python.locking import lock_environment
 from graphbuild.rules.python.providers import PyLayerInfo, PyLibraryInfo
-from graphbuild.rules.python.requirements import name_of
+from graphbuild.rules.python.requirements import canonicalize_name, name_of
 from graphbuild.rules.python.wheels import wheel_from_git, wheel_from_sdist
 
 
@@ -331,7 +331,8 @@ def _requirement_names(library: PyLibraryInfo, lock: lockfile.Lock) -> list[str]
 def _library_deps(libraries: list[PyLibraryInfo], lock: lockfile.Lock) -> dict[str, list[str]]:
     """For each library, the environment's other libraries it needs: its `deps`, and those its
     requirements name (featurize requiring textstats), followed transitively."""
-    by_name = {lib.name: lib.label for lib in libraries}
+    by_name = {canonicalize_name(lock.libraries.get(lib.label, {}).get("name") or lib.name): lib.label
+               for lib in libraries}
     direct = {lib.label: {*lib.deps, *(by_name[n] for n in _requirement_names(lib, lock) if n in by_name)}
               for lib in libraries}
     found: dict[str, list[str]] = {}

@@ -12,6 +12,7 @@ from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion
+from pydantic import field_validator
 
 from graphbuild.api import (
     Attrs,
@@ -28,13 +29,14 @@ from graphbuild.api import (
     rule,
 )
 from graphbuild.rules.oci.base_image import BaseImageInfo
+from graphbuild.rules.oci.container import DEFAULT_TEST_USER, Resources, check_user
 from graphbuild.rules.python import lockfile, platforms
 from graphbuild.rules.python.env_image import declare_image
-from graphbuild.rules.python.layers import DEFAULT_PREFIX, LAYER_FORMAT, build_layer, build_venv_layer
+from graphbuild.rules.python.layers import DEFAULT_PREFIX, LAYER_FORMAT, LAYER_OUTPUTS, build_layer, build_venv_layer
 from graphbuild.rules.python.lockfile import LIBRARIES_GROUP, TEST_RUNNER_GROUP
 from graphbuild.rules.python.locking import lock_environment
 from graphbuild.rules.python.providers import PyLayerInfo, PyLibraryInfo
-from graphbuild.rules.python.requirements import name_of
+from graphbuild.rules.python.requirements import canonicalize_name, name_of
 from graphbuild.rules.python.wheels import wheel_from_git, wheel_from_sdist
 
 
@@ -56,6 +58,18 @@ class EnvironmentAttrs(Attrs):
     test_timeout: float = Field(default=600, description="Seconds a library's tests may take in the image.")
     env: dict[str, str] = Field(default={}, description="Environment variables of the image.")
     cmd: list[str] = Field(default=["python"], description="The image's default command.")
+    resources: Resources = Field(default_factory=Resources, description="Limits of the containers the "
+                                 "environment's tests run in: {\"cpus\": 2, \"memory\": \"4g\", \"pids\": 512}; "
+                                 "unset keys keep their defaults (memory 4g, pids 512, cpus unlimited), "
+                                 "None lifts one.")
+    test_user: str = Field(default=DEFAULT_TEST_USER, description="Who the tests run as: UID:GID (default "
+                           "65534:65534, nobody, no capabilities), or \"root\" for tests that need it (uid 0 with the "
+                           "engine's default capabilities).")
+
+    @field_validator("test_user")
+    @classmethod
+    def _test_user(cls, value: str) -> str:
+        return check_user(value)
 
 
 class EnvironmentInfo(Provider):
@@ -71,6 +85,11 @@ class EnvironmentInfo(Provider):
     libraries: tuple[PyLibraryInfo, ...]
     packages: dict[str, dict] = Field(description="canonical name -> {version, sha256} of every locked package")
     closures: dict[str, list[str]] = Field(description="library label -> packages in its dependency closure")
+    installed: dict[str, Any] = Field(default={}, description="canonical name -> what its layer installs (the "
+                                      "locked wheel, or the wheel built from its sdist): the test nodes key on it")
+    wheels: dict[str, dict] = Field(default={}, description="library label -> {'wheel', 'filename'} of its wheel")
+    library_deps: dict[str, list[str]] = Field(default={}, description="library label -> the other libraries "
+                                               "of the environment it needs, directly or not")
 
 
 @rule(attrs=EnvironmentAttrs, version=1)
@@ -95,11 +114,12 @@ def environment(ctx: RuleContext, attrs: EnvironmentAttrs) -> list[Provider]:
     common = {"python": attrs.python, "platform": attrs.platform, "format": LAYER_FORMAT,
               "prefix": attrs.prefix, "bytecode": attrs.bytecode}
     layers: list[NodeHandle] = [ctx.action(
-        "layer.venv", executor=build_venv_layer, outputs=["layer.tar"], kind="python.venv_layer",
+        "layer.venv", executor=build_venv_layer, outputs=LAYER_OUTPUTS, kind="python.venv_layer",
         inputs={"python": attrs.python, "prefix": attrs.prefix, "interpreter": attrs.interpreter,
                 "format": LAYER_FORMAT})]
     via = _requirement_of(lock, stack, libraries)
     runner: NodeHandle | None = None
+    installed: dict[str, Any] = {}
     for group in lock.layers:
         if not group["packages"]:
             continue
@@ -107,25 +127,28 @@ def environment(ctx: RuleContext, attrs: EnvironmentAttrs) -> list[Provider]:
             group["label"], group["label"].rsplit(":", 1)[-1])
         inputs: dict[str, Any] = dict(common)
         for package in group["packages"]:
-            inputs[f"pkg:{package}"] = _package_input(ctx, lock, package, attrs, via.get(package))
-        handle = ctx.action(f"layer.{short}", executor=build_layer, inputs=inputs, outputs=["layer.tar"],
+            installed[package] = inputs[f"pkg:{package}"] = _package_input(ctx, lock, package, attrs, via.get(package))
+        handle = ctx.action(f"layer.{short}", executor=build_layer, inputs=inputs, outputs=LAYER_OUTPUTS,
                             kind="python.layer", description=f"layer {short} of {ctx.label}")
         if group["label"] == TEST_RUNNER_GROUP:
             runner = handle
         else:
             layers.append(handle)
     sources: dict[str, Any] = {}
+    wheels: dict[str, dict] = {}
     for library in libraries:
         if library.wheel:
-            wheel = library.wheel
+            wheel = dict(library.wheel)
             sources[library.label] = {"sources": list(library.files), "source_root": library.root}
         else:
             wheel = _git_wheel(ctx, library, lock)
             sources[library.label] = {"sources": wheel.pop("source"), "source_root": ""}
+        wheels[library.label] = wheel
+        # keyed on the wheel's bytes alone: the same wheel under two target names is one layer
         layers.append(ctx.action(
-            f"lib.{library.label.rsplit(':', 1)[-1]}", executor=build_layer, outputs=["layer.tar"],
-            kind="python.library_layer",
-            inputs={**common, f"pkg:{library.name}": {"name": library.name, **wheel}}))
+            f"lib.{library.label.rsplit(':', 1)[-1]}", executor=build_layer, outputs=LAYER_OUTPUTS,
+            kind="python.library_layer", inputs={**common, "pkg:library": wheel},
+            description=f"layer of library {library.label} in {ctx.label}"))
     closures = {lib.label: lock.closure(_requirement_names(lib, lock)) for lib in libraries}
     info = EnvironmentInfo(
         label=str(ctx.label), layers=tuple(h.output("layer.tar") for h in layers),
@@ -133,13 +156,13 @@ def environment(ctx: RuleContext, attrs: EnvironmentAttrs) -> list[Provider]:
         lock_path=lock_file.path, lock_digest=lock_file.digest, libraries=tuple(libraries),
         packages={n: {"version": p.get("version", ""), "sha256": _wheel_sha(p, attrs)}
                   for n, p in lock.packages.items()},
-        closures=closures,
+        closures=closures, installed=installed, wheels=wheels, library_deps=_library_deps(libraries, lock),
     )
     if attrs.base is None:
         return [info, DefaultInfo()]
     base = ctx.provider(attrs.base, BaseImageInfo, attr="base")
     runner_closure = lock.closure([name_of(r) for r in attrs.test_runner])
-    image = declare_image(ctx, attrs, info, base, layers, runner, sources, runner_closure, lock_file.digest)
+    image = declare_image(ctx, attrs, info, base, layers, runner, sources, runner_closure)
     return [info, image, DefaultInfo(files=image.files)]
 
 
@@ -303,6 +326,27 @@ def _requirement_names(library: PyLibraryInfo, lock: lockfile.Lock) -> list[str]
     if library.kind == "git":
         return [name_of(r) for r in lock.libraries.get(library.label, {}).get("requirements", [])]
     return [name_of(r.value) for r in library.requirements]
+
+
+def _library_deps(libraries: list[PyLibraryInfo], lock: lockfile.Lock) -> dict[str, list[str]]:
+    """For each library, the environment's other libraries it needs: its `deps`, and those its
+    requirements name (featurize requiring textstats), followed transitively."""
+    by_name = {canonicalize_name(lock.libraries.get(lib.label, {}).get("name") or lib.name): lib.label
+               for lib in libraries}
+    direct = {lib.label: {*lib.deps, *(by_name[n] for n in _requirement_names(lib, lock) if n in by_name)}
+              for lib in libraries}
+    found: dict[str, list[str]] = {}
+    for label in direct:
+        seen: set[str] = set()
+        todo = sorted(direct[label])
+        while todo:
+            dep = todo.pop()
+            if dep in seen or dep == label or dep not in direct:
+                continue
+            seen.add(dep)
+            todo.extend(sorted(direct[dep]))
+        found[label] = sorted(seen)
+    return found
 
 
 def _wheel_sha(entry: dict, attrs: EnvironmentAttrs) -> str:

@@ -37,18 +37,18 @@ def component_problem(part: str) -> str | None:
     if not part:
         return "it has an empty part (a leading, trailing or doubled '/')"
     if len(part) > MAX_COMPONENT:
-        return f"'{part[:20]}...' is {len(part)} characters long (at most {MAX_COMPONENT})"
+        return f"{part[:20]!r}... is {len(part)} characters long (at most {MAX_COMPONENT})"
     if part in (".", ".."):
-        return f"'{part}' is a relative path, not a name"
+        return f"{part!r} is a relative path, not a name"
     if not _CHARS_RE.fullmatch(part):
         bad = sorted({c for c in part if not _CHARS_RE.fullmatch(c)})
-        return f"'{part}' contains {', '.join(repr(c) for c in bad)}"
+        return f"{part!r} contains {', '.join(repr(c) for c in bad)}"
     if not _COMPONENT_RE.fullmatch(part):
-        return f"'{part}' starts with '{part[0]}'"
+        return f"{part!r} starts with {part[0]!r}"
     if part.endswith("."):
-        return f"'{part}' ends with '.'"
+        return f"{part!r} ends with '.'"
     if part.split(".", 1)[0].lower() in _WINDOWS_DEVICES:
-        return f"'{part}' is a device name on Windows"
+        return f"{part!r} is a device name on Windows"
     return None
 
 

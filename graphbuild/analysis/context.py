@@ -218,7 +218,7 @@ class RuleContext:
         seen = set(outputs)
         for out in outputs:
             normal = posixpath.normpath(out) if isinstance(out, str) and out else ""
-            if (normal != out or normal.startswith(("/", "../")) or normal in (".", "..") or "\0" in out
+            if (not normal or normal != out or normal.startswith(("/", "../")) or normal in (".", "..") or "\0" in out
                     or len(out) > 4096):
                 raise self.error(f"node '{name}': output {out!r} is not a relative path inside the target's "
                                  "output directory", hint="name outputs like 'out.txt' or 'sub/out.txt'")

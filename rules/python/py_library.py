@@ -47,7 +47,7 @@ def py_library(ctx: RuleContext, attrs: PyLibraryAttrs) -> PyLibraryInfo:
         requirements.parse(text_req, loc, owner=f"py_library '{ctx.label.name}'")
         reqs.append(Located(text_req, loc))
     root = ctx.workspace_root / ctx.package
-    files = tuple(ctx.file(p.relative_to(root).as_posix()) for p in library_files(root))
+    files = tuple(ctx.file(p.relative_to(root).as_posix()) for p in library_files(ctx.workspace_root, ctx.package))
     wheel = ctx.action("wheel", executor=wheel_from_workspace,
                        inputs={"files": list(files), "root": ctx.package}, outputs=["wheel", "filename"],
                        kind="py_library.wheel")

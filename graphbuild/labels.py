@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from graphbuild.errors import UsageError
 
@@ -32,6 +33,7 @@ GRAMMAR_HINT = ("names use letters, digits and _ . + - @ = , ~, start with a let
                 f"and are at most {MAX_COMPONENT} characters per '/'-separated part (see the README, Labels)")
 
 
+@lru_cache(maxsize=1 << 16)  # a pure function of the text; the same names recur in every label
 def component_problem(part: str) -> str | None:
     """Why `part` is not a valid package directory or target name component (None: it is)."""
     if not part:

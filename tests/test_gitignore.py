@@ -45,6 +45,8 @@ def ours(root: Path, package: str = "") -> set[str]:
 
 def git_ignored(root: Path, paths: list[str]) -> set[str]:
     """`git check-ignore` over existing paths (exit 1 when none is ignored)."""
+    if not paths:
+        return set()
     proc = subprocess.run(["git", "-C", str(root), "check-ignore", "-z", "--stdin"], input="\0".join(paths) + "\0",
                           capture_output=True, text=True, env=GIT_ENV)
     assert proc.returncode in (0, 1), proc.stderr

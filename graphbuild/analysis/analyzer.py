@@ -53,6 +53,7 @@ class Analyzer:
         self.digest_file = digest_file
         self.locking = locking
         self.real_roots = (loader.workspace.root.resolve(), *(p.resolve() for p in linked_roots))
+        self.real_dirs: dict[str, str] = {}
 
     def analyze(self, requested: list[Label]) -> Analysis:
         targets, graph = self.load_closure(requested)
@@ -111,7 +112,7 @@ class Analyzer:
 
     def _analyze_target(self, target: Target, analysis: Analysis) -> None:
         ctx = RuleContext(target, analysis.providers, self.loader.workspace.root, self.digest_file,
-                          locking=self.locking, real_roots=self.real_roots)
+                          locking=self.locking, real_roots=self.real_roots, real_dirs=self.real_dirs)
         try:
             returned = target.rule.implementation(ctx, target.attrs)
         except GraphbuildError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +53,7 @@ def plain(value: Any) -> Any:
 class RuleContext:
     def __init__(self, target: Target, providers: Mapping[Label, Mapping[type, Provider]],
                  workspace_root: Path, digest_file: Callable[[Path], str], *, locking: bool = False,
-                 real_roots: Sequence[Path] = ()):
+                 real_roots: Sequence[Path] = (), real_dirs: dict[str, str] | None = None):
         self.target = target
         #: True while `graphbuild lock` analyses: lock files may be missing or stale, since
         #: the lock nodes are about to rewrite them.
@@ -63,7 +64,9 @@ class RuleContext:
         #: Where the workspace's files may really be, symlinks followed: the workspace root
         #: resolved, and for `affected`'s checkout of an old revision, the working tree whose
         #: ignored files are linked into it.
-        self._real_roots = tuple(real_roots) or (workspace_root.resolve(),)
+        self._real_roots = tuple(str(r).rstrip("/") for r in (real_roots or (workspace_root.resolve(),)))
+        #: directory -> its real path, shared by one analysis (never across commands: links change)
+        self._real_dirs = real_dirs if real_dirs is not None else {}
         self.nodes: list[Node] = []
 
     # -- what the target is ---------------------------------------------------------------
@@ -137,18 +140,39 @@ class RuleContext:
             raise self.error(f"{what}'{path}' is outside {scope}", attr=attr, hint=outside_hint)
         abs_path = self._root / rel
         # every symlink on the way followed, then checked: a link out of the package is refused
-        real = Path(os.path.realpath(abs_path))
-        bases = [root / self.package if in_package else root for root in self._real_roots]
-        if not any(real.is_relative_to(base) for base in bases):
+        try:
+            st = abs_path.lstat()
+        except OSError:
+            st = None
+        real = self._real_path(abs_path, st)
+        inside_real = any(real.startswith(f"{base}/{self.package}/" if in_package and self.package else f"{base}/")
+                          for base in self._real_roots)
+        if not inside_real:
             raise self.error(
                 f"{what}'{path}' resolves to {real}, outside {scope} (symlinks are followed)", attr=attr,
                 hint=f"put the file itself, not a symlink to it, in //{self.package}" if in_package else
                 "graphbuild reads no file outside the workspace: hard-link or copy the file into it")
-        if not abs_path.is_file():
+        if st is not None and stat.S_ISLNK(st.st_mode):
+            try:
+                st = abs_path.stat()
+            except OSError:
+                st = None
+        if st is None or not stat.S_ISREG(st.st_mode):
             siblings = [p.name for p in abs_path.parent.glob("*") if p.is_file()] if abs_path.parent.is_dir() else []
             raise self.error(f"{what}no file '{path}' in {scope}",
                              attr=attr, hint=did_you_mean(Path(path).name, siblings))
-        return FileRef(rel, self._digest_file(abs_path), executable=bool(abs_path.stat().st_mode & 0o111))
+        return FileRef(rel, self._digest_file(abs_path), executable=bool(st.st_mode & 0o111))
+
+    def _real_path(self, path: Path, st: os.stat_result | None) -> str:
+        """`path` with every symlink resolved; a plain file's directory is resolved once per analysis."""
+        text = str(path)
+        if st is None or stat.S_ISLNK(st.st_mode):
+            return os.path.realpath(text)
+        parent, _, name = text.rpartition("/")
+        real_dir = self._real_dirs.get(parent)
+        if real_dir is None:
+            real_dir = self._real_dirs[parent] = os.path.realpath(parent)
+        return f"{real_dir}/{name}"
 
     def read_text(self, path: str, *, attr: str | None = None) -> str:
         """Read a declared input of the package during analysis (a lock file, say)."""
@@ -215,18 +239,25 @@ class RuleContext:
     def _check_outputs(self, name: str, outputs: Sequence[str]) -> None:
         """Output names are files under the node's output directory, and later under
         graphbuild-out/<package>/: relative, normal, distinct, none inside another."""
-        seen = set(outputs)
+        nested = False
         for out in outputs:
+            if isinstance(out, str) and out and "/" not in out and out not in (".", "..") and "\0" not in out:
+                continue  # the usual case: one plain file name
             normal = posixpath.normpath(out) if isinstance(out, str) and out else ""
-            if (not normal or normal != out or normal.startswith(("/", "../")) or normal in (".", "..") or "\0" in out
-                    or len(out) > 4096):
+            if (not normal or normal != out or normal.startswith(("/", "../")) or normal in (".", "..")
+                    or "\0" in out or len(out) > 4096):
                 raise self.error(f"node '{name}': output {out!r} is not a relative path inside the target's "
                                  "output directory", hint="name outputs like 'out.txt' or 'sub/out.txt'")
-            if list(outputs).count(out) > 1:
-                raise self.error(f"node '{name}': output {out!r} is declared twice")
-            parent = next((p for p in _parents(out) if p in seen), None)
-            if parent:
-                raise self.error(f"node '{name}': output {out!r} is inside output {parent!r}, which is a file")
+            nested = True
+        if len(set(outputs)) != len(outputs):
+            twice = next(o for o in outputs if list(outputs).count(o) > 1)
+            raise self.error(f"node '{name}': output {twice!r} is declared twice")
+        if nested:
+            seen = set(outputs)
+            for out in outputs:
+                parent = next((p for p in _parents(out) if p in seen), None)
+                if parent:
+                    raise self.error(f"node '{name}': output {out!r} is inside output {parent!r}, which is a file")
 
 
 def _parents(path: str) -> list[str]:

@@ -71,6 +71,7 @@ def _to_source(value: Any, info: ValidationInfo) -> Label | str:
 # and refuses any that lands outside the package (or the workspace, for a `WorkspacePath`).
 
 _MAX_PATH = 4096
+_MAX_NAME = 255
 
 
 def _path_text(value: Any) -> str:
@@ -84,6 +85,10 @@ def _path_text(value: Any) -> str:
         raise ValueError(f"path '{value[:40]}...' is {len(value)} characters long (at most {_MAX_PATH})")
     if value.startswith("/"):
         raise ValueError(f"path {value!r} is absolute: write it relative to the package")
+    long = next((p for p in value.split("/") if len(p.encode()) > _MAX_NAME), None)
+    if long:
+        raise ValueError(f"path part '{long[:20]}...' is {len(long.encode())} bytes long (file systems allow "
+                         f"{_MAX_NAME})")
     return value
 
 

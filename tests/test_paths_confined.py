@@ -128,6 +128,7 @@ def test_tarball_symlink_inside_the_workspace_is_followed(ws):
     ('"a", "./a"', ("twice",)),
     ('"a", "a/b"', ("inside output",)),
     ('"nul\\0byte"', ("NUL",)),
+    ('"' + "x" * 300 + '"', ("300 bytes long",)),
 ])
 def test_outs_that_leave_the_output_directory_are_refused(ws, tmp_path, outs, words):
     target = tmp_path / "written-outside.txt"

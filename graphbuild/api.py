@@ -9,17 +9,32 @@ from graphbuild.errors import Location, SpecError
 from graphbuild.execution.context import ExecContext
 from graphbuild.labels import Label
 from graphbuild.nodes import ActionFailed, Executor, FileRef, Located, OutputRef, executor
-from graphbuild.rule import Attrs, DefaultInfo, Field, LabelAttr, Provider, RuleDef, Source, rule
+from graphbuild.rule import (
+    Attrs,
+    DefaultInfo,
+    Field,
+    LabelAttr,
+    OutputPaths,
+    Provider,
+    RelativeDir,
+    RelativePath,
+    RuleDef,
+    Source,
+    WorkspacePath,
+    rule,
+)
 
 __all__ = [
     "ActionFailed", "Attrs", "DefaultInfo", "ExecContext", "Executor", "Field", "FileRef", "Label",
-    "LabelAttr", "Located", "Location", "NodeHandle", "OutputRef", "Provider", "RULE_API", "RuleContext",
-    "RuleDef", "Source", "SpecError", "executor", "rule",
+    "LabelAttr", "Located", "Location", "NodeHandle", "OutputPaths", "OutputRef", "Provider", "RULE_API",
+    "RelativeDir", "RelativePath", "RuleContext", "RuleDef", "Source", "SpecError", "WorkspacePath", "executor",
+    "rule",
 ]
 
 #: Names a workspace rule file sees (it cannot import).
 RULE_API: dict[str, Any] = {
     name: globals()[name]
     for name in ("ActionFailed", "Attrs", "DefaultInfo", "Field", "FileRef", "Label", "LabelAttr", "Located",
-                 "OutputRef", "Provider", "Source", "executor", "rule")
+                 "OutputPaths", "OutputRef", "Provider", "RelativeDir", "RelativePath", "Source", "WorkspacePath",
+                 "executor", "rule")
 }

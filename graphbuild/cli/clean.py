@@ -54,7 +54,10 @@ def run_clean(session: Session, args: argparse.Namespace) -> int:
     # Only what graphbuild keeps there: the directory may be shared with other files.
     for sub in (cache.blobs, cache.actions, cache.history, cache.tmp):
         shutil.rmtree(sub, ignore_errors=True)
-    shutil.rmtree(session.workspace.root / OUT_DIR, ignore_errors=True)
+    out = session.workspace.root / OUT_DIR
+    if out.is_symlink():  # the link goes, never what it points at
+        out.unlink()
+    shutil.rmtree(out, ignore_errors=True)
     session.__dict__.pop("actions", None)
     session.__dict__.pop("files", None)
     if args.json:

@@ -65,9 +65,10 @@ class _Builds:
     def _source(self, name: str) -> Path:
         build = self.by_name[name]
         if build.source is None:  # an in-repo library: a copy, so uv writes nothing into the workspace
-            root = self._ctx.workspace_root / build.label.split(":")[0].removeprefix("//")
+            package = build.label.split(":")[0].removeprefix("//")
+            root = self._ctx.workspace_root / package
             copy = self._ctx.scratch / f"lib-{name}"
-            for path in library_files(root):
+            for path in library_files(self._ctx.workspace_root, package):
                 dest = copy / path.relative_to(root)
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, dest)

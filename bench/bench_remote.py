@@ -11,13 +11,17 @@
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import tempfile
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
 from example_copy import copy_example, graphbuild, services_env
+
+from graphbuild.cache.signing import SigningKey, TrustedKeys
 
 ENVIRONMENTS = 20
 # tiny pure-Python wheels: environment i pins one of them at one of a few versions
@@ -34,6 +38,13 @@ def main() -> None:
         remote = f"oci://{registry}/bench-cache-{uuid.uuid4().hex[:8]}"
         first = copy_example(root / "a", f"bench-{uuid.uuid4().hex[:8]}")
         second = copy_example(root / "b", f"bench-{uuid.uuid4().hex[:8]}")
+        # the shared cache reads only entries signed by a trusted key; the writer holds it
+        key = SigningKey.generate()
+        (root / "signing.pem").write_bytes(key.pem())
+        for copy in (first, second):
+            config = copy / "graphbuild.toml"
+            config.write_text(config.read_text() + f'\n[cache]\ntrusted_keys = ["{key.public.line()}"]\n')
+        env = {**env, "GRAPHBUILD_REMOTE_CACHE_SIGNING_KEY_FILE": str(root / "signing.pem")}
         local_only = copy_example(root / "c", f"bench-{uuid.uuid4().hex[:8]}")
         _, cold_local = graphbuild(["test", "//envs/..."], cwd=local_only,
                                    env={**env, "GRAPHBUILD_CACHE_DIR": str(root / "cache-c")})
@@ -50,7 +61,33 @@ def main() -> None:
         print(f"  second machine, shared cache warm   {warm_s:6.1f} s  ({ran} nodes ran, {remote_hits} of "
               f"{len(warm['nodes'])} fetched from the registry)")
         print(f"  speedup over the cold local build   {cold_local / warm_s:6.1f}x")
+        signing_cost()
         twenty(root / "twenty", env)
+
+
+def signing_cost(rounds: int = 2000) -> None:
+    """What signing costs a writer and verifying a reader, per entry (a layer node's record)."""
+    key = SigningKey.generate()
+    trusted = TrustedKeys([key.public])
+    record = {"status": "ok", "node": "//envs:app#layer.core", "metadata": {"files": 1234, "bytes": 98765432},
+              "outputs": {"layer.tar": ["ab" * 32, 98765432, False], "listing": ["cd" * 32, 4567, False]},
+              "output_digest": "ef" * 16, "message": None, "log_tail": "", "log": "01" * 32,
+              "duration": 1.25, "created": 1763779000.5}
+    inputs = {f"input{i}": ["23" * 16, f"value {i}"] for i in range(12)}
+    key_text = "45" * 16
+    samples = {"sign": [], "verify": []}
+    for _ in range(5):
+        started = time.perf_counter()
+        for _ in range(rounds):
+            signature = key.sign(key_text, record, inputs)
+        samples["sign"].append((time.perf_counter() - started) / rounds)
+        started = time.perf_counter()
+        for _ in range(rounds):
+            trusted.check(signature, key_text, record, inputs)
+        samples["verify"].append((time.perf_counter() - started) / rounds)
+    print("\nsigned entries (Ed25519 over the canonical record), median of 5 x "
+          f"{rounds}: sign {statistics.median(samples['sign']) * 1e6:.0f} us, "
+          f"verify {statistics.median(samples['verify']) * 1e6:.0f} us per entry")
 
 
 def twenty(ws: Path, env: dict[str, str]) -> None:

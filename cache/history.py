@@ -1,14 +1,16 @@
 """Run history per workspace: which nodes each run touched, their keys and statuses.
 
 Each target label points at its last two runs; `graphbuild why` compares them.  Node inputs
-themselves are kept as manifests in the action cache, so a run record stays small.
+themselves are kept as manifests in the action cache, so a run record stays small: by key,
+written by the node that ran it, and by key and node id for a node whose result came from
+another node (two targets may share a key but not how their inputs read: a branch name).
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +40,31 @@ class History:
         data = self._read()
         return [data["runs"][rid] for rid in data["labels"].get(label, []) if rid in data["runs"]]
 
-    def record(self, run_id: str, run: dict[str, Any], labels: Iterable[str]) -> None:
-        """Store one run and make it the latest of each label (under a lock, so concurrent runs both land)."""
+    @staticmethod
+    def _last_nodes(data: dict[str, Any], labels: Iterable[str]) -> dict[str, list]:
+        # one run is usually the last of many labels (a run of //...): each is read once
+        last = dict.fromkeys(rids[-1] for label in labels if (rids := data["labels"].get(label)))
+        found: dict[str, list] = {}
+        for rid in last:
+            if rid in data["runs"]:
+                found.update(data["runs"][rid]["nodes"])
+        return found
+
+    def last_nodes(self, labels: Iterable[str]) -> dict[str, list]:
+        """node id -> its entry in the last recorded run of any of `labels`."""
+        return self._last_nodes(self._read(), labels)
+
+    def record(self, run_id: str, run: dict[str, Any], labels: Iterable[str],
+               before: Callable[[dict[str, list]], None] | None = None) -> None:
+        """Store one run and make it the latest of each label (under a lock, so concurrent runs
+        both land). `before` is first handed the labels' last recorded nodes (`last_nodes`)."""
+        labels = list(labels)
         lock_path = self.path.with_suffix(".lock")
         with open(lock_path, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             data = self._read()
+            if before is not None:
+                before(self._last_nodes(data, labels))
             data["runs"][run_id] = run
             for label in labels:
                 data["labels"][label] = [*data["labels"].get(label, []), run_id][-KEEP:]

@@ -1,11 +1,21 @@
 """A shared cache in an OCI registry: action results as artifacts, outputs as plain blobs.
 
 An action result is an OCI manifest tagged `gb-<key>` in the cache repository: its config
-blob is the result record (with the key and its named inputs), its layers are the output
-blobs. Blobs are content addressed, so an output that is also an image layer is the same
-blob the image push uploads. Everything fetched is checked: blobs against their sha256, the
-record against the key it is filed under (its inputs must hash to that key). An entry that
-fails a check is ignored, reported, and the node runs; it is never used.
+blob is the result record (with the key, its named inputs and the writer's signature), its
+layers are the output blobs. Blobs are content addressed, so an output that is also an image
+layer is the same blob the image push uploads.
+
+Trust: anyone who can push to the repository can file a self-consistent entry, so consistency
+proves nothing. An entry is used only when it is signed by a key graphbuild.toml trusts
+(`graphbuild.cache.signing`); then its key, inputs and outputs are checked, every blob against
+the sha256 the signed record names. An entry that fails is ignored, reported, and the node
+runs; it is never used. A writer without a signing key writes nothing.
+
+Repair: a registry keeps a blob it already holds when the same digest is uploaded again, so a
+blob corrupted in the registry's storage cannot be fixed by uploading it again. When a blob
+arrived corrupt, this process's later writes of it upload a *copy* instead: the same bytes
+behind a short header with a random nonce (a new digest), listed in the manifest with the
+content digest it holds; readers verify both.
 """
 
 from __future__ import annotations
@@ -14,7 +24,10 @@ import contextlib
 import hashlib
 import json
 import os
+import re
+import secrets
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,11 +36,17 @@ from graphbuild.cache.actions import ActionCache
 from graphbuild.cache.blobs import BlobStore
 from graphbuild.cache.oci_media import MANIFEST, canonical_json, sha256_digest
 from graphbuild.cache.registry import Registry, RegistryError
+from graphbuild.cache.signing import SigningKey, TrustedKeys, Untrusted
 from graphbuild.keys import Component, digest, key_of
 
 RECORD_TYPE = "application/vnd.graphbuild.action.v1+json"
 BLOB_TYPE = "application/octet-stream"
+COPY_TYPE = "application/vnd.graphbuild.blob-copy.v1"
+CONTENT_ANNOTATION = "dev.graphbuild.content.digest"
 TAG_PREFIX = "gb-"
+#: a copy's header: this, 32 hex digits of nonce, a newline (54 bytes), then the content
+COPY_MAGIC = b"graphbuild blob copy "
+COPY_HEADER_SIZE = len(COPY_MAGIC) + 32 + 1
 
 
 class RemoteCacheError(Exception):
@@ -53,12 +72,24 @@ class RemoteLocation:
 
 
 class RemoteCache:
-    def __init__(self, location: RemoteLocation, *, blobs: BlobStore, actions: ActionCache, writable: bool):
+    """Reads entries signed by `trusted` keys (none: reads nothing); writes, signed by `signer`,
+    when `writable` and a signer is given."""
+
+    def __init__(self, location: RemoteLocation, *, blobs: BlobStore, actions: ActionCache,
+                 trusted: TrustedKeys, signer: SigningKey | None, writable: bool):
         self.location = location
         self.registry = Registry(location.host, timeout=300)
         self.blobs = blobs
         self.actions = actions
-        self.writable = writable
+        self.trusted = trusted
+        self.signer = signer
+        self.writable = writable and signer is not None
+        self._corrupt: set[str] = set()  # sha256s that arrived corrupt from this registry
+        self._lock = threading.Lock()
+
+    @property
+    def readable(self) -> bool:
+        return bool(self.trusted)
 
     def check(self) -> None:
         try:
@@ -70,57 +101,102 @@ class RemoteCache:
 
     def lookup(self, key: str) -> dict[str, Any] | None:
         """The record for `key`, its outputs downloaded and verified into the local store (and
-        the record stored locally); None when the registry has no usable entry."""
-        repo = self.location.repository
+        the record stored locally); None when the registry has no entry (or no key is trusted).
+        RemoteCacheError, naming the entry, when it has one that must not be used."""
+        if not self.readable:
+            return None
+        repo, entry = self.location.repository, TAG_PREFIX + key
         try:
-            if self.registry.head_manifest(repo, TAG_PREFIX + key) is None:
+            if self.registry.head_manifest(repo, entry) is None:
                 return None
-            data, _, _ = self.registry.get_manifest(repo, TAG_PREFIX + key)
+            data, _, _ = self.registry.get_manifest(repo, entry)
             manifest = json.loads(data)
-            config = manifest["config"]
-            document = json.loads(self._fetch_bytes(config["digest"]))
+            document = json.loads(self._fetch_bytes(manifest["config"]["digest"], entry))
+            layers = manifest.get("layers") or []
+            if not isinstance(document, dict) or not isinstance(layers, list):
+                raise TypeError("not a JSON object")
         except RegistryError as err:
-            raise RemoteCacheError(f"reading {key[:12]}: {err}") from None
+            raise RemoteCacheError(f"reading entry {entry}: {err}") from None
         except (ValueError, KeyError, TypeError) as err:
-            raise RemoteCacheError(f"entry {TAG_PREFIX}{key} is malformed: {err}") from None
+            raise RemoteCacheError(f"entry {entry} is malformed: {err}") from None
         record, inputs = document.get("record"), document.get("inputs")
+        try:
+            self.trusted.check(document.get("signature"), document.get("key"), record, inputs)
+        except Untrusted as err:
+            raise RemoteCacheError(f"entry {entry} {err.reason}") from None
+        except (TypeError, ValueError) as err:
+            raise RemoteCacheError(f"entry {entry} is malformed: {err}") from None
+        # Signed by a trusted writer: still checked, so that a writer's bug is not trusted either.
         if document.get("key") != key or not isinstance(record, dict) or not isinstance(inputs, dict):
-            raise RemoteCacheError(f"entry {TAG_PREFIX}{key} is filed under the wrong key")
-        if key_of({name: Component.from_json(value) for name, value in inputs.items()}) != key:
-            raise RemoteCacheError(f"entry {TAG_PREFIX}{key}: its inputs do not hash to its key (poisoned?)")
+            raise RemoteCacheError(f"entry {entry} is filed under the wrong key")
+        try:
+            hashed = key_of({name: Component.from_json(value) for name, value in inputs.items()})
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+            hashed = None
+        if hashed != key:
+            raise RemoteCacheError(f"entry {entry}: its inputs do not hash to its key (poisoned?)")
         if record.get("status") == "ok" and record.get("output_digest") != _outputs_digest(record):
-            raise RemoteCacheError(f"entry {TAG_PREFIX}{key}: its outputs do not match its output digest (poisoned?)")
-        wanted = [(out[0], out[1]) for out in record.get("outputs", {}).values()]
-        if record.get("log"):
-            wanted.append((record["log"], None))
+            raise RemoteCacheError(f"entry {entry}: its outputs do not match its output digest (poisoned?)")
+        wanted = _wanted_blobs(record)
+        if wanted is None:
+            raise RemoteCacheError(f"entry {entry} is malformed: bad outputs")
+        copies = _copies(layers)
         for sha, size in wanted:
             if not self.blobs.has(sha, size):
-                self._download(sha, size)
+                self._download(sha, size, copies.get(sha, []), entry)
         self.actions.put(key, record)
         self.actions.put_manifest(key, inputs)
         return record
 
-    def _fetch_bytes(self, digest: str) -> bytes:
-        data = b"".join(self.registry.blob_chunks(self.location.repository, digest))
-        if sha256_digest(data) != digest:
-            raise RemoteCacheError(f"blob {digest[:19]} arrived corrupt")
+    def _fetch_bytes(self, blob: str, entry: str) -> bytes:
+        data = b"".join(self.registry.blob_chunks(self.location.repository, blob))
+        if sha256_digest(data) != blob:
+            raise RemoteCacheError(f"entry {entry}: its record blob {blob[:19]} arrived corrupt")
         return data
 
-    def _download(self, sha: str, size: int | None) -> None:
+    def _download(self, sha: str, size: int | None, copies: list[str], entry: str) -> None:
+        """Blob `sha` into the local store, from a copy the manifest lists or else the blob itself."""
+        failures = []
+        for source in [*copies, f"sha256:{sha}"]:
+            try:
+                self._download_from(source, sha, size, header=source != f"sha256:{sha}")
+                return
+            except RemoteCacheError as err:
+                failures.append(str(err))
+            except RegistryError as err:
+                failures.append(f"downloading {source[:19]}: {err}")
+        with self._lock:
+            self._corrupt.add(sha)
+        raise RemoteCacheError(f"entry {entry}: output blob sha256:{sha[:16]} failed verification "
+                               f"({'; '.join(failures)})")
+
+    def _download_from(self, source: str, sha: str, size: int | None, *, header: bool) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.blobs.tmp, prefix="remote-")
-        digest = hashlib.sha256()
+        transport = hashlib.sha256()
+        content = hashlib.sha256() if header else transport  # a plain blob is its content: hash it once
+        head = b"" if not header else None
         try:
             with os.fdopen(fd, "wb") as out:
-                for chunk in self.registry.blob_chunks(self.location.repository, f"sha256:{sha}"):
-                    digest.update(chunk)
+                pending = b""
+                for chunk in self.registry.blob_chunks(self.location.repository, source):
+                    transport.update(chunk)
+                    if head is None:  # a copy: hold back its header
+                        pending += chunk
+                        if len(pending) < COPY_HEADER_SIZE:
+                            continue
+                        head, chunk = pending[:COPY_HEADER_SIZE], pending[COPY_HEADER_SIZE:]
+                    if header:
+                        content.update(chunk)
                     out.write(chunk)
-            if digest.hexdigest() != sha or (size is not None and os.path.getsize(tmp) != size):
-                raise RemoteCacheError(f"blob sha256:{sha[:16]} arrived corrupt")
+            if "sha256:" + transport.hexdigest() != source:
+                raise RemoteCacheError(f"blob {source[:19]} arrived corrupt")
+            if head is None or (header and not head.startswith(COPY_MAGIC)):
+                raise RemoteCacheError(f"copy {source[:19]} has no copy header")
+            if content.hexdigest() != sha or (size is not None and os.path.getsize(tmp) != size):
+                raise RemoteCacheError(f"blob {source[:19]} does not hold sha256:{sha[:16]}")
             got, _ = self.blobs.put_file(Path(tmp), move=True)
             if got != sha:
-                raise RemoteCacheError(f"blob sha256:{sha[:16]} arrived corrupt")
-        except RegistryError as err:
-            raise RemoteCacheError(f"downloading sha256:{sha[:16]}: {err}") from None
+                raise RemoteCacheError(f"blob {source[:19]} arrived corrupt")
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
@@ -128,8 +204,8 @@ class RemoteCache:
     # -- writing ------------------------------------------------------------------------------
 
     def store(self, key: str, record: dict[str, Any], inputs: dict[str, list]) -> None:
-        """Upload a result: its blobs the registry lacks, then the record, then the tag."""
-        if not self.writable:
+        """Upload a result: its blobs the registry lacks, then the signed record, then the tag."""
+        if not self.writable or self.signer is None:
             return
         repo = self.location.repository
         layers = []
@@ -139,23 +215,77 @@ class RemoteCache:
                 shas.append(record["log"])
             for sha in dict.fromkeys(shas):
                 path = self.blobs.path(sha)
+                with self._lock:
+                    known_bad = sha in self._corrupt
+                if known_bad:
+                    layers.append(self._upload_copy(sha, path))
+                    continue
                 digest = f"sha256:{sha}"
                 if not self.registry.has_blob(repo, digest):
                     self.registry.upload_blob(repo, digest, path)
                 layers.append({"mediaType": BLOB_TYPE, "digest": digest, "size": path.stat().st_size})
-            config = canonical_json({"key": key, "record": record, "inputs": inputs})
+            signature = self.signer.sign(key, record, inputs)
+            config = canonical_json({"key": key, "record": record, "inputs": inputs, "signature": signature})
             config_digest = sha256_digest(config)
             if not self.registry.has_blob(repo, config_digest):
-                with tempfile.NamedTemporaryFile(dir=self.blobs.tmp, prefix="remote-") as handle:
-                    handle.write(config)
-                    handle.flush()
-                    self.registry.upload_blob(repo, config_digest, Path(handle.name))
+                self._upload_bytes(config_digest, [config])
             manifest = {"schemaVersion": 2, "mediaType": MANIFEST, "artifactType": RECORD_TYPE,
                         "config": {"mediaType": RECORD_TYPE, "digest": config_digest, "size": len(config)},
                         "layers": layers}
             self.registry.put_manifest(repo, TAG_PREFIX + key, canonical_json(manifest), MANIFEST)
         except (RegistryError, OSError) as err:
-            raise RemoteCacheError(f"storing {key[:12]}: {err}") from None
+            raise RemoteCacheError(f"storing {TAG_PREFIX}{key}: {err}") from None
+
+    def _upload_copy(self, sha: str, path: Path) -> dict[str, Any]:
+        """Blob `sha` behind a fresh header: a digest the registry has never held."""
+        header = COPY_MAGIC + secrets.token_hex(16).encode() + b"\n"
+        assert len(header) == COPY_HEADER_SIZE
+        copy = hashlib.sha256(header)
+        with open(path, "rb") as data:
+            for chunk in iter(lambda: data.read(1 << 20), b""):
+                copy.update(chunk)
+        copy_digest = "sha256:" + copy.hexdigest()
+        with open(path, "rb") as data:
+            self._upload_bytes(copy_digest, [header, *iter(lambda: data.read(1 << 20), b"")])
+        return {"mediaType": COPY_TYPE, "digest": copy_digest, "size": len(header) + path.stat().st_size,
+                "annotations": {CONTENT_ANNOTATION: f"sha256:{sha}"}}
+
+    def _upload_bytes(self, digest: str, parts: list[bytes]) -> None:
+        with tempfile.NamedTemporaryFile(dir=self.blobs.tmp, prefix="remote-") as handle:
+            for part in parts:
+                handle.write(part)
+            handle.flush()
+            self.registry.upload_blob(self.location.repository, digest, Path(handle.name))
+
+
+def _wanted_blobs(record: dict[str, Any]) -> list[tuple[str, int | None]] | None:
+    """The blobs a record names (outputs with their sizes, the log), or None when malformed."""
+    try:
+        wanted: list[tuple[str, int | None]] = [(str(out[0]), int(out[1]))
+                                                for out in (record.get("outputs") or {}).values()]
+    except (TypeError, ValueError, IndexError, AttributeError):
+        return None
+    if record.get("log"):
+        wanted.append((str(record["log"]), None))
+    if not all(_is_sha256_digest(f"sha256:{sha}") for sha, _ in wanted):
+        return None
+    return wanted
+
+
+def _is_sha256_digest(text: Any) -> bool:
+    return isinstance(text, str) and re.fullmatch(r"sha256:[0-9a-f]{64}", text) is not None
+
+
+def _copies(layers: list[Any]) -> dict[str, list[str]]:
+    """content sha256 -> the copies the manifest lists for it."""
+    found: dict[str, list[str]] = {}
+    for layer in layers:
+        if isinstance(layer, dict) and layer.get("mediaType") == COPY_TYPE:
+            content = (layer.get("annotations") or {}).get(CONTENT_ANNOTATION, "")
+            blob = layer.get("digest", "")
+            if _is_sha256_digest(content) and _is_sha256_digest(blob):
+                found.setdefault(content.removeprefix("sha256:"), []).append(blob)
+    return found
 
 
 def _outputs_digest(record: dict[str, Any]) -> str | None:

@@ -12,10 +12,24 @@ from graphbuild.errors import Location, SpecError
 from graphbuild.execution.context import ExecContext
 from graphbuild.labels import Label
 from graphbuild.nodes import ActionFailed, Executor, FileRef, Located, OutputRef, executor
-from graphbuild.rule import Attrs, DefaultInfo, Field, LabelAttr, Provider, RuleDef, Source, rule
+from graphbuild.rule import (
+    Attrs,
+    DefaultInfo,
+    Field,
+    LabelAttr,
+    OutputPaths,
+    Provider,
+    RelativeDir,
+    RelativePath,
+    RuleDef,
+    Source,
+    WorkspacePath,
+    rule,
+)
 
 __all__ = [
     "ActionFailed", "Attrs", "DefaultInfo", "ExecContext", "Executor", "Field", "FileRef", "Label",
-    "LabelAttr", "Located", "Location", "NodeHandle", "OutputRef", "Provider", "RuleContext",
-    "RuleDef", "Source", "SpecError", "executor", "rule",
+    "LabelAttr", "Located", "Location", "NodeHandle", "OutputPaths", "OutputRef", "Provider",
+    "RelativeDir", "RelativePath", "RuleContext", "RuleDef", "Source", "SpecError", "WorkspacePath", "executor",
+    "rule",
 ]

@@ -17,22 +17,27 @@ them (attributes typed `LabelAttr`, or `Source` values that are labels) is a dep
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
-from graphbuild.labels import Label, LabelError
+from graphbuild.labels import GRAMMAR_HINT, Label, LabelError, target_name_problem
 
 __all__ = [
     "Attrs",
     "DefaultInfo",
     "Field",
     "LabelAttr",
+    "OutputPaths",
     "Provider",
+    "RelativeDir",
+    "RelativePath",
     "RuleDef",
     "Source",
+    "WorkspacePath",
     "rule",
 ]
 
@@ -56,10 +61,100 @@ def _to_source(value: Any, info: ValidationInfo) -> Label | str:
     if isinstance(value, str) and value.startswith((":", "//")):
         return _to_label(value, info)
     if isinstance(value, str):
-        if value.startswith("/") or ".." in value.split("/"):
-            raise ValueError(f"source path {value!r} must be relative to the package and stay inside it")
-        return value
+        return _relative_path(value)
     raise ValueError(f"expected a file path or a label, got {type(value).__name__}")
+
+
+# -- paths ------------------------------------------------------------------------------------
+# Attribute values naming files are checked here, as they are loaded, for what their text alone
+# says (absolute, `..`, empty); `RuleContext.file()` then resolves them, following symlinks,
+# and refuses any that lands outside the package (or the workspace, for a `WorkspacePath`).
+
+_MAX_PATH = 4096
+_MAX_NAME = 255
+
+
+def _path_text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a path (a string), got {type(value).__name__}")
+    if not value:
+        raise ValueError("the path is empty")
+    if "\0" in value:
+        raise ValueError(f"path {value!r} contains a NUL character")
+    if len(value) > _MAX_PATH:
+        raise ValueError(f"path '{value[:40]}...' is {len(value)} characters long (at most {_MAX_PATH})")
+    if value.startswith("/"):
+        raise ValueError(f"path {value!r} is absolute: write it relative to the package")
+    long = next((p for p in value.split("/") if len(p.encode()) > _MAX_NAME), None)
+    if long:
+        raise ValueError(f"path part '{long[:20]}...' is {len(long.encode())} bytes long (file systems allow "
+                         f"{_MAX_NAME})")
+    return value
+
+
+def _relative_path(value: Any) -> str:
+    """A path that stays inside the directory it is relative to; normalised (`./a//b` -> `a/b`)."""
+    text = _path_text(value)
+    parts = [p for p in text.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise ValueError(f"path {text!r} goes up with '..': it must stay inside the package")
+    return "/".join(parts) or "."
+
+
+def _relative_dir(value: Any) -> str:
+    """Like `_relative_path`; `""` and `"."` (the directory itself) normalise to `""`."""
+    if value == "":
+        return ""
+    normal = _relative_path(value)
+    return "" if normal == "." else normal
+
+
+def _workspace_path(value: Any, info: ValidationInfo) -> str:
+    """Relative to the package, may go up with `..` but not out of the workspace."""
+    text = _path_text(value)
+    package = _package_of(info)
+    normal = posixpath.normpath(text)
+    if package is not None:
+        joined = posixpath.normpath(posixpath.join(package or ".", text))
+        if joined == ".." or joined.startswith("../"):
+            raise ValueError(f"path {text!r} leaves the workspace")
+    return normal
+
+
+#: A path relative to the directory it is used in (the package, a library, a repository):
+#: never absolute, never `..`; `.` is the directory itself.
+RelativePath = Annotated[str, BeforeValidator(_relative_path)]
+#: A subdirectory: like `RelativePath`, and `""` means the directory itself.
+RelativeDir = Annotated[str, BeforeValidator(_relative_dir)]
+#: A file of the workspace, written relative to the package: `..` may go up, not out of the
+#: workspace. Read it with `ctx.file(path, attr=..., within="workspace")`.
+WorkspacePath = Annotated[str, BeforeValidator(_workspace_path)]
+
+
+def _distinct_outputs(paths: list[str]) -> list[str]:
+    """Output paths of one target: no two alike, none inside another (a file is not a directory)."""
+    seen = set(paths)
+    for path in paths:
+        if path == ".":
+            raise ValueError("'.' is a directory, not an output file")
+        if paths.count(path) > 1:
+            raise ValueError(f"output {path!r} is listed twice")
+        parents = ["/".join(path.split("/")[:i]) for i in range(1, path.count("/") + 1)]
+        clash = next((p for p in parents if p in seen), None)
+        if clash:
+            raise ValueError(f"output {path!r} is inside output {clash!r}, which is a file")
+    return paths
+
+
+#: The files a target writes, relative to its output directory (graphbuild-out/<package>/).
+OutputPaths = Annotated[list[RelativePath], AfterValidator(_distinct_outputs)]
+
+
+def _valid_name(name: str) -> str:
+    problem = target_name_problem(name)
+    if problem:
+        raise ValueError(f"invalid target name {name[:140]!r}: {problem}; {GRAMMAR_HINT}")
+    return name
 
 
 #: An attribute value that names another target (`:x`, `//pkg:x`); resolved to a `Label`.
@@ -73,7 +168,8 @@ class Attrs(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
-    name: str = Field(description="The target's name, unique within its package.", pattern=r"^[A-Za-z0-9_.+\-@=,~]+$")
+    name: Annotated[str, AfterValidator(_valid_name)] = Field(
+        description="The target's name, unique within its package (see the README, Labels).")
 
     def labels(self) -> Iterator[tuple[str, Label]]:
         """Every (attribute, label) this target depends on, in declaration order."""

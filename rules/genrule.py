@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from graphbuild.api import Attrs, DefaultInfo, Field, RuleContext, Source, rule
+from graphbuild.api import Attrs, DefaultInfo, Field, OutputPaths, RuleContext, Source, rule
 from graphbuild.rules.command import run_command, staged_sources
 
 
 class GenruleAttrs(Attrs):
     srcs: list[Source] = Field(default=[], description="Input files of the package, or targets whose files to use.")
-    outs: list[str] = Field(min_length=1, description="Files the command writes, named relative to the target.")
+    outs: OutputPaths = Field(min_length=1, description="Files the command writes, relative to the package's "
+                              "output directory graphbuild-out/<package>/ (no '..', not absolute).")
     cmd: str = Field(description="Bash command. $SRCS: input paths; $OUTS (or $OUT for one): where to write.")
     env: dict[str, str] = Field(default={}, description="Extra environment variables for the command.")
     timeout: float | None = Field(default=None, description="Seconds before the command is stopped.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import urllib.error
 import urllib.request
@@ -141,12 +142,20 @@ packages = ["{name}"]
 
 
 def link_base(ws: TestWorkspace) -> None:
-    """`.bases/base.tar` of the workspace -> the real base tarball (BASE then finds it)."""
-    link = ws.root / ".bases" / "base.tar"
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if link.is_symlink() or link.exists():
-        link.unlink()
-    link.symlink_to(os.environ["GRAPHBUILD_BASE_TARBALL"])
+    """`.bases/base.tar` of the workspace: the real base tarball, hard-linked (graphbuild reads
+    no file outside the workspace, so a symlink out would be refused), else copied."""
+    place_file(Path(os.environ["GRAPHBUILD_BASE_TARBALL"]), ws.root / ".bases" / "base.tar")
+
+
+def place_file(source: Path, dest: Path) -> None:
+    """`dest` holds `source`'s bytes, without a symlink: a hard link, or a copy across file systems."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_symlink() or dest.exists():
+        dest.unlink()
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copyfile(source, dest)
 
 
 def write_library(ws: TestWorkspace, name: str, *, module: str, test: str, deps: tuple[str, ...] = ()) -> None:

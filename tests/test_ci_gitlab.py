@@ -16,11 +16,17 @@ import pytest
 import yaml
 from conftest import Result
 from conftest import TestWorkspace as Workspace  # (not collected as a test class)
-from docker_env import BASE, link_base, write_library
+from docker_env import BASE, link_base, tags, write_library
+
+from graphbuild.cache.signing import SigningKey
 
 VENV_BIN = Path(sys.executable).parent
 GRAPHBUILD = VENV_BIN / "graphbuild"
 REMOTE = "oci://registry.example.com/team/graphbuild-cache"
+FORK_MR = "$CI_MERGE_REQUEST_SOURCE_PROJECT_ID && $CI_MERGE_REQUEST_SOURCE_PROJECT_ID != $CI_MERGE_REQUEST_PROJECT_ID"
+#: every build/test job: read-only shared cache in a merge request from a fork
+READONLY_FOR_FORKS = [{"if": FORK_MR, "variables": {"GRAPHBUILD_REMOTE_CACHE_READONLY": "1"}},
+                      {"when": "on_success"}]
 
 # a <- b <- t (a test);  files (filegroup, no nodes) <- c;  d on its own
 BUILD = """
@@ -97,6 +103,7 @@ def test_one_job_per_target_with_nodes_needs_following_the_target_graph(repo, mo
         verb = "test" if name == "pkg:t" else "build"
         assert job["stage"] == verb
         assert job["script"] == [f"/opt/gb/bin/graphbuild {verb} //{name} --junit-dir reports"]
+        assert job["rules"] == READONLY_FOR_FORKS
     assert found["pkg:t"]["artifacts"] == {"when": "always", "paths": ["reports/"],
                                            "reports": {"junit": "reports/*.xml"}}
     assert not [name for name, job in found.items() if name != "pkg:t" and "artifacts" in job]
@@ -176,6 +183,8 @@ def test_an_environment_pipeline_builds_its_parts_first_and_pushes_last(ws, regi
     assert found["push"]["stage"] == "push"
     assert found["push"]["needs"] == ["envs:app", "envs:base", "libs/mylib:mylib"]
     assert found["push"]["script"] == ["graphbuild run //envs:app"]
+    assert found["push"]["rules"] == [{"if": FORK_MR, "when": "never"}, {"when": "on_success"}]  # forks push nothing
+    assert found["envs:app"]["rules"] == READONLY_FOR_FORKS
 
 
 def _gitlab_ci_local() -> str:
@@ -187,24 +196,37 @@ def _gitlab_ci_local() -> str:
     return path
 
 
-@pytest.mark.docker
-def test_the_pipeline_runs_under_gitlab_ci_local(repo, registry, tmp_path):
+def run_pipeline(repo: Workspace, tmp_path: Path, caches: Path, *variables: str) -> str:
+    """gitlab-ci-local on the committed pipeline; every job gets a local cache of its own, so
+    what it reuses comes through the registry. Its log."""
     runner = _gitlab_ci_local()
-    assert shutil.which("rsync"), "gitlab-ci-local needs rsync (scripts/setup.sh installs it)"
-    remote = f"oci://{registry}/gbci-{uuid.uuid4().hex[:12]}"
-    result, document = pipeline(repo, "//...", "--remote-cache", remote, "--graphbuild", str(GRAPHBUILD))
-    (repo.root / ".gitlab-ci.yml").write_text(result.stdout)
-    git(repo.root, "add", ".gitlab-ci.yml")
-    git(repo.root, "commit", "-q", "-m", "pipeline")
-
-    # every job gets a local cache of its own: what it reuses comes through the registry
-    caches = tmp_path / "job-caches"
     env = {name: value for name, value in os.environ.items() if not name.startswith(("GRAPHBUILD_CACHE", "CI_"))}
+    extra = [arg for variable in variables for arg in ("--variable", variable)]
     proc = subprocess.run(
-        [runner, "--shell-isolation=false", "--no-color", "--variable", f"GRAPHBUILD_CACHE_DIR={caches}/$CI_JOB_ID"],
-        cwd=repo.root, capture_output=True, text=True, timeout=300, env={**env, "HOME": str(tmp_path / "home")})
+        [runner, "--shell-isolation=false", "--no-color", "--variable", f"GRAPHBUILD_CACHE_DIR={caches}/$CI_JOB_ID",
+         *extra], cwd=repo.root, capture_output=True, text=True, timeout=300,
+        env={**env, "HOME": str(tmp_path / "home")})
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log
+    return log
+
+
+@pytest.mark.docker
+def test_the_pipeline_runs_under_gitlab_ci_local(repo, registry, tmp_path):
+    _gitlab_ci_local()
+    assert shutil.which("rsync"), "gitlab-ci-local needs rsync (scripts/setup.sh installs it)"
+    remote = f"oci://{registry}/gbci-{uuid.uuid4().hex[:12]}"
+    key = SigningKey.generate()
+    key_file = tmp_path / "ci-signing.pem"  # what a protected CI variable of type File gives a job
+    key_file.write_bytes(key.pem())
+    repo.write("graphbuild.toml", f'[cache]\ntrusted_keys = ["{key.public.line()}"]\n')
+    result, document = pipeline(repo, "//...", "--remote-cache", remote, "--graphbuild", str(GRAPHBUILD))
+    (repo.root / ".gitlab-ci.yml").write_text(result.stdout)
+    git(repo.root, "add", ".gitlab-ci.yml", "graphbuild.toml")
+    git(repo.root, "commit", "-q", "-m", "pipeline")
+
+    caches = tmp_path / "job-caches"
+    log = run_pipeline(repo, tmp_path, caches, f"GRAPHBUILD_REMOTE_CACHE_SIGNING_KEY_FILE={key_file}")
     for job in JOBS:
         assert f"PASS  {job}" in log, log
         assert f"{job} $ {GRAPHBUILD} " in log, log
@@ -213,6 +235,29 @@ def test_the_pipeline_runs_under_gitlab_ci_local(repo, registry, tmp_path):
     assert "pkg:t > 3 nodes: 1 ran, 2 cached, 0 failed" in log, log
     assert len(summaries) == len(JOBS), summaries
     assert "cached   //pkg:a#gen (remote)" in log  # later jobs take a's result from the registry
+    assert "warning" not in log, log
     assert len(list(caches.iterdir())) == len(JOBS)
     assert (repo.root / "graphbuild-out/pkg/b.out").read_text() == "ALPHA\n"
     assert set(jobs(document)) == JOBS
+    written = set(tags(remote.split("/", 3)[3]))
+    assert len(written) == 5
+
+    # A merge request from a fork changes c: its jobs read the shared cache and write nothing,
+    # even if the signing key were (wrongly) given to them.
+    (repo.root / "pkg/c.txt").write_text("gamma from a fork\n")
+    git(repo.root, "commit", "-q", "-am", "a fork's change")
+    fork = run_pipeline(repo, tmp_path, tmp_path / "fork-caches", "CI_MERGE_REQUEST_PROJECT_ID=1",
+                        "CI_MERGE_REQUEST_SOURCE_PROJECT_ID=2", f"GRAPHBUILD_REMOTE_CACHE_SIGNING_KEY_FILE={key_file}")
+    for job in JOBS:
+        assert f"PASS  {job}" in fork, fork
+    assert "pkg:c > 2 nodes: 1 ran, 1 cached, 0 failed" in fork, fork
+    assert "pkg:b > 2 nodes: 0 ran, 2 cached, 0 failed" in fork, fork
+    assert "warning" not in fork, fork
+    assert set(tags(remote.split("/", 3)[3])) == written
+
+    # the same change in the project's own pipeline (no merge request from a fork) is written
+    same_project = run_pipeline(repo, tmp_path, tmp_path / "own-caches", "CI_MERGE_REQUEST_PROJECT_ID=1",
+                                "CI_MERGE_REQUEST_SOURCE_PROJECT_ID=1",
+                                f"GRAPHBUILD_REMOTE_CACHE_SIGNING_KEY_FILE={key_file}")
+    assert "pkg:c > 2 nodes: 1 ran, 1 cached, 0 failed" in same_project, same_project
+    assert len(set(tags(remote.split("/", 3)[3])) - written) == 1

@@ -29,6 +29,7 @@ from docker_env import (
     manifest_digest,
     nodes,
     ok,
+    place_file,
     registry,
     tags,
     unique_repository,
@@ -131,7 +132,8 @@ def test_example_workspace_runs_end_to_end_and_the_pushed_image_works(tmp_path):
     ignore = shutil.ignore_patterns("__pycache__", "graphbuild-out", "*.egg-info")
     for name in ("envs", "libs", ".repos"):
         shutil.copytree(REPO_ROOT / name, root / name, symlinks=True, ignore=ignore)
-    shutil.copytree(REPO_ROOT / ".bases", root / ".bases", symlinks=True)
+    for tarball in (REPO_ROOT / ".bases").iterdir():  # hard links (or copies): never symlinks out
+        place_file(tarball.resolve(), root / ".bases" / tarball.name)
     prefix = unique_repository("gbexample")
     build = root / "envs" / "BUILD.envs"
     text = build.read_text()

@@ -1,14 +1,19 @@
 """The shared cache in a real OCI registry (`--remote-cache oci://HOST/REPO`), as two machines
 see it: two copies of a workspace in different directories, each with its own local cache,
 sharing one registry repository (a uuid in its name, so runs never see each other's entries).
+Writers sign with a key graphbuild.toml trusts; attackers can push to the repository but hold
+no trusted key.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
 import shutil
 import uuid
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +23,33 @@ from conftest import Result
 from conftest import TestWorkspace as Workspace  # (not collected as a test class)
 from docker_env import BASE, link_base, tags, write_library
 
+from graphbuild.cache.signing import PublicKey, SigningKey
 from graphbuild.keys import digest
 
 pytestmark = pytest.mark.docker
 
-
+SIGNING_KEY_FILE_ENV = "GRAPHBUILD_REMOTE_CACHE_SIGNING_KEY_FILE"
 
 
 @pytest.fixture
 def remote(registry: str) -> str:
     return f"oci://{registry}/gbcache-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def signing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SigningKey:
+    """The CI's key: every run of the test signs what it writes with it (through the environment)."""
+    key = SigningKey.generate()
+    path = tmp_path / "ci-signing.pem"
+    path.write_bytes(key.pem())
+    monkeypatch.setenv(SIGNING_KEY_FILE_ENV, str(path))
+    return key
+
+
+def trust(ws: Workspace, *keys: PublicKey) -> None:
+    """graphbuild.toml of `ws` trusts exactly `keys`."""
+    lines = ", ".join(f'"{key.line()}"' for key in keys)
+    ws.write("graphbuild.toml", f"[cache]\ntrusted_keys = [{lines}]\n")
 
 
 def repository(remote: str) -> str:
@@ -61,16 +83,17 @@ command_test(name = "t", srcs = [":b", ":d"], cmd = "grep -q ALPHA pkg/b/b.out")
 NODES = {"//pkg:a#gen", "//pkg:b#gen", "//pkg:c#gen", "//pkg:d#gen", "//pkg:t#test"}
 
 
-def genrule_workspace(tmp_path: Path, name: str = "ws1") -> Workspace:
+def genrule_workspace(tmp_path: Path, key: SigningKey, name: str = "ws1") -> Workspace:
     ws = Workspace(tmp_path / name, tmp_path / f"{name}-cache")
+    trust(ws, key.public)
     ws.write("pkg/BUILD.envs", GENRULES)
     ws.write("pkg/a.txt", "alpha\n")
     ws.write("pkg/c.txt", "zeta\neta\n")
     return ws
 
 
-def test_a_second_machine_gets_every_result_from_the_remote_cache(tmp_path, remote):
-    ws1 = genrule_workspace(tmp_path)
+def test_a_second_machine_gets_every_result_from_the_remote_cache(tmp_path, remote, signing):
+    ws1 = genrule_workspace(tmp_path, signing)
     first = ok(ws1.gb("test", "//...", "--json", "--remote-cache", remote))
     assert first.ran() == NODES
     assert {n["cache"] for n in first.json["nodes"]} == {None}
@@ -111,8 +134,8 @@ def test_a_second_machine_gets_every_result_from_the_remote_cache(tmp_path, remo
     assert by_id(fourth)["//pkg:d#gen"]["cache"] == "remote"
 
 
-def test_why_names_the_remote_cache_a_result_came_from(tmp_path, remote):
-    ws1 = genrule_workspace(tmp_path)
+def test_why_names_the_remote_cache_a_result_came_from(tmp_path, remote, signing):
+    ws1 = genrule_workspace(tmp_path, signing)
     ok(ws1.gb("build", "//pkg:b", "--remote-cache", remote))
     ws2 = copy_workspace(ws1, tmp_path / "ws2", tmp_path / "ws2-cache")
     ok(ws2.gb("build", "//pkg:b", "--remote-cache", remote))
@@ -127,7 +150,7 @@ def test_why_names_the_remote_cache_a_result_came_from(tmp_path, remote):
     assert node.stdout.splitlines() == ["//pkg:a#gen: cached - cached (remote cache)"]
 
 
-# -- tampered entries -----------------------------------------------------------------------
+# -- forged and tampered entries ---------------------------------------------------------------
 
 
 class RawRegistry:
@@ -148,6 +171,9 @@ class RawRegistry:
         response.raise_for_status()
         return response.content
 
+    def config(self, key: str) -> dict[str, Any]:
+        return json.loads(self.blob(self.manifest(f"gb-{key}")["config"]["digest"]))
+
     def put_blob(self, data: bytes) -> str:
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         start = requests.post(f"{self.base}/blobs/uploads/", timeout=30)
@@ -160,20 +186,120 @@ class RawRegistry:
         assert put.status_code == 201, put.text
         return digest
 
-    def rewrite(self, key: str, change) -> None:
-        """Replace the config (record, key, inputs) of entry gb-<key> by `change(config)`."""
+    def rewrite(self, key: str, change, *, sign_with: SigningKey | None = None, layers=()) -> None:
+        """Replace the config (record, key, inputs, signature) of entry gb-<key> by `change(config)`;
+        re-signed with `sign_with` when given (else the old signature stays); `layers` added."""
         manifest = self.manifest(f"gb-{key}")
         config = json.loads(self.blob(manifest["config"]["digest"]))
         change(config)
+        if sign_with is not None:
+            config["signature"] = sign_with.sign(config["key"], config["record"], config["inputs"])
         data = json.dumps(config, sort_keys=True).encode()
         manifest["config"] = {**manifest["config"], "digest": self.put_blob(data), "size": len(data)}
+        manifest["layers"] = [*manifest["layers"], *layers]
         put = requests.put(f"{self.base}/manifests/gb-{key}", data=json.dumps(manifest).encode(), timeout=30,
                            headers={"Content-Type": manifest["mediaType"]})
         assert put.status_code == 201, put.text
 
 
-def test_tampered_remote_entries_are_rejected_and_the_nodes_run(tmp_path, remote):
-    ws1 = genrule_workspace(tmp_path)
+def outputs_digest(record: dict[str, Any]) -> str:
+    """The output digest graphbuild computes for a record (what a forger recomputes)."""
+    return digest({"outputs": {n: o[0] for n, o in record["outputs"].items()}, "metadata": record["metadata"]})
+
+
+def remote_warnings(result: Result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("warning: remote cache")]
+
+
+def test_entries_are_signed_by_the_writer(tmp_path, remote, signing):
+    ws1 = genrule_workspace(tmp_path, signing)
+    first = by_id(ok(ws1.gb("build", "//pkg:b", "--json", "--remote-cache", remote)))
+    config = RawRegistry(remote).config(first["//pkg:b#gen"]["key"])
+    assert config["signature"]["key_id"] == signing.public.key_id
+    assert config["signature"]["algorithm"] == "ed25519"
+    pem = signing.pem().decode()
+    assert "".join(pem.splitlines()[1:-1]) not in json.dumps(config)
+
+
+def test_a_record_forged_without_the_key_is_never_used(tmp_path, remote, signing):
+    """The measured attack: push access, no key; a modified output re-filed under the right key
+    with its output digest recomputed (a self-consistent record)."""
+    ws1 = genrule_workspace(tmp_path, signing)
+    first = by_id(ok(ws1.gb("test", "//...", "--json", "--remote-cache", remote)))
+    raw = RawRegistry(remote)
+    key = {nid: first[nid]["key"] for nid in first}
+    injected = b"ALPHA\nINJECTED\n"
+    injected_sha = raw.put_blob(injected).removeprefix("sha256:")
+    layer = {"mediaType": "application/octet-stream", "digest": f"sha256:{injected_sha}", "size": len(injected)}
+
+    def forge(output: str):
+        def change(config):
+            record = config["record"]
+            record["outputs"][output] = [injected_sha, len(injected), False]
+            record["output_digest"] = outputs_digest(record)
+        return change
+
+    attacker = SigningKey.generate()  # a key of the attacker's own, which graphbuild.toml does not list
+    raw.rewrite(key["//pkg:b#gen"], forge("b.out"), layers=[layer])  # the writer's signature kept
+    raw.rewrite(key["//pkg:c#gen"], lambda config: (forge("c.out")(config), config.pop("signature")),
+                layers=[layer])  # unsigned
+    raw.rewrite(key["//pkg:d#gen"], forge("d.out"), sign_with=attacker, layers=[layer])
+
+    ws2 = copy_workspace(ws1, tmp_path / "ws2", tmp_path / "ws2-cache")  # an empty local cache
+    second = ok(ws2.gb("test", "//...", "--json", "--remote-cache", remote))
+    refused = {"//pkg:b#gen": "has a bad signature", "//pkg:c#gen": "is unsigned",
+               "//pkg:d#gen": f"is signed by key '{attacker.public.key_id}', which graphbuild.toml"}
+    assert second.ran() == set(refused)
+    nodes = by_id(second)
+    assert (nodes["//pkg:a#gen"]["status"], nodes["//pkg:a#gen"]["cache"]) == ("cached", "remote")
+    assert (nodes["//pkg:t#test"]["status"], nodes["//pkg:t#test"]["cache"]) == ("cached", "remote")
+    for nid in refused:
+        assert nodes[nid]["outputs"] == first[nid]["outputs"], nid
+    out = ws2.root / "graphbuild-out/pkg"
+    assert (out / "b.out").read_text() == "ALPHA\n"
+    assert (out / "c.out").read_text() == "eta\nzeta\n"
+    assert (out / "d.out").read_text().strip() == "2"
+    assert (ws2.cache / "blobs/sha256" / first["//pkg:a#gen"]["outputs"]["a.out"]).is_file()
+    assert not (ws2.cache / "blobs/sha256" / injected_sha).exists()  # the forged blob was not even fetched
+    warnings = remote_warnings(second)
+    assert len(warnings) == len(refused), warnings
+    for nid, why in refused.items():
+        assert [w for w in warnings if f"entry gb-{key[nid]} {why}" in w and f"{nid} will run instead" in w], (
+            nid, warnings)
+    assert "Traceback" not in second.stderr
+
+
+def test_a_record_signed_by_a_key_no_longer_trusted_is_ignored(tmp_path, remote, signing):
+    """Rotation: entries of the old key are read while both keys are listed, ignored (and
+    reported) once the old one is removed; the new key's entries replace them."""
+    old = SigningKey.generate()
+    ws1 = genrule_workspace(tmp_path, signing)
+    trust(ws1, old.public)
+    (tmp_path / "old.pem").write_bytes(old.pem())
+    first = by_id(ok(ws1.gb("build", "//pkg:a", "--json", "--remote-cache", remote,
+                            "--remote-cache-signing-key", str(tmp_path / "old.pem"))))
+    ws2 = copy_workspace(ws1, tmp_path / "ws2", tmp_path / "ws2-cache")
+    trust(ws2, old.public, signing.public)
+    both = ok(ws2.gb("build", "//pkg:a", "--json", "--remote-cache", remote))
+    assert by_id(both)["//pkg:a#gen"]["cache"] == "remote" and not remote_warnings(both)
+
+    ws3 = copy_workspace(ws1, tmp_path / "ws3", tmp_path / "ws3-cache")
+    trust(ws3, signing.public)
+    new_only = ok(ws3.gb("build", "//pkg:a", "--json", "--remote-cache", remote))
+    assert new_only.ran() == {"//pkg:a#gen"}
+    [warning] = remote_warnings(new_only)
+    assert f"entry gb-{first['//pkg:a#gen']['key']} is signed by key '{old.public.key_id}'" in warning
+    assert "//pkg:a#gen will run instead" in warning
+
+    ws4 = copy_workspace(ws3, tmp_path / "ws4", tmp_path / "ws4-cache")  # ws3 re-signed it with the new key
+    again = ok(ws4.gb("build", "//pkg:a", "--json", "--remote-cache", remote))
+    assert by_id(again)["//pkg:a#gen"]["cache"] == "remote" and not remote_warnings(again)
+
+
+def test_a_trusted_writers_bad_entries_are_still_checked(tmp_path, remote, signing):
+    """Defence in depth: entries signed by the trusted key (a writer's bug, a stolen key) are
+    still checked against the key they are filed under and the blobs they name."""
+    ws1 = genrule_workspace(tmp_path, signing)
     first = by_id(ok(ws1.gb("test", "//...", "--json", "--remote-cache", remote)))
     raw = RawRegistry(remote)
     key = {nid: first[nid]["key"] for nid in first}
@@ -189,22 +315,20 @@ def test_tampered_remote_entries_are_rejected_and_the_nodes_run(tmp_path, remote
     def missing_blob(config):  # d's output (record consistent in itself) is a blob the registry lacks
         record = config["record"]
         record["outputs"]["d.out"] = ["f" * 64, 2, False]
-        record["output_digest"] = digest({"outputs": {n: o[0] for n, o in record["outputs"].items()},
-                                          "metadata": record["metadata"]})
+        record["output_digest"] = outputs_digest(record)
 
     def wrong_key(config):  # t's entry is another action's, filed under t's key
         config["key"] = "0" * 32
 
-    raw.rewrite(key["//pkg:b#gen"], swap_output)
-    raw.rewrite(key["//pkg:c#gen"], change_inputs)
-    raw.rewrite(key["//pkg:d#gen"], missing_blob)
-    raw.rewrite(key["//pkg:t#test"], wrong_key)
+    for nid, change in (("//pkg:b#gen", swap_output), ("//pkg:c#gen", change_inputs),
+                        ("//pkg:d#gen", missing_blob), ("//pkg:t#test", wrong_key)):
+        raw.rewrite(key[nid], change, sign_with=signing)
 
     ws2 = copy_workspace(ws1, tmp_path / "ws2", tmp_path / "ws2-cache")
-    second = ws2.gb("test", "//...", "--json", "--remote-cache", remote)
-    ok(second)
+    second = ok(ws2.gb("test", "//...", "--json", "--remote-cache", remote))
     tampered = {"//pkg:b#gen": "do not match its output digest", "//pkg:c#gen": "do not hash to its key",
-                "//pkg:d#gen": "downloading sha256:ffffffff", "//pkg:t#test": "filed under the wrong key"}
+                "//pkg:d#gen": "output blob sha256:ffffffffffffffff failed verification",
+                "//pkg:t#test": "filed under the wrong key"}
     assert second.ran() == set(tampered)
     assert (by_id(second)["//pkg:a#gen"]["status"], by_id(second)["//pkg:a#gen"]["cache"]) == ("cached", "remote")
     for nid in tampered:
@@ -214,9 +338,10 @@ def test_tampered_remote_entries_are_rejected_and_the_nodes_run(tmp_path, remote
     assert (out / "c.out").read_text() == "eta\nzeta\n"
     assert (out / "d.out").read_text().strip() == "2"
 
-    warnings = [line for line in second.stderr.splitlines() if line.startswith("warning: remote cache")]
+    warnings = remote_warnings(second)
     for nid, why in tampered.items():
-        assert [w for w in warnings if nid in w and why in w and "will run instead" in w], (nid, second.stderr)
+        assert [w for w in warnings if f"gb-{key[nid]}" in w and why in w and f"{nid} will run instead" in w], (
+            nid, second.stderr)
     assert len(warnings) == len(tampered), warnings
     assert "Traceback" not in second.stderr
 
@@ -228,11 +353,110 @@ def test_tampered_remote_entries_are_rejected_and_the_nodes_run(tmp_path, remote
     assert (ws3.root / "graphbuild-out/pkg/b.out").read_text() == "ALPHA\n"
 
 
+def registry_blob_file(sha: str) -> Path:
+    """Where the loopback registry (scripts/services.sh) keeps a blob's bytes."""
+    state = Path(os.environ.get("GRAPHBUILD_STATE", "/var/lib/graphbuild-services"))
+    return state / "registry/docker/registry/v2/blobs/sha256" / sha[:2] / sha / "data"
+
+
+def test_a_blob_corrupted_in_the_registry_is_rejected_rebuilt_and_repaired(tmp_path, remote, signing):
+    ws1 = genrule_workspace(tmp_path, signing)
+    unique = uuid.uuid4().hex  # blobs are shared by every repository of the registry: corrupt only ours
+    ws1.write("pkg/a.txt", f"alpha {unique}\n")
+    first = by_id(ok(ws1.gb("test", "//...", "--json", "--remote-cache", remote)))
+    b_sha = first["//pkg:b#gen"]["outputs"]["b.out"]
+    stored = registry_blob_file(b_sha)
+    if not stored.is_file():
+        pytest.skip(f"the registry's storage is not at {stored} on this machine")
+    data = bytearray(stored.read_bytes())
+    data[0] ^= 0x20  # same size: "ALPHA" -> "aLPHA"
+    stored.write_bytes(bytes(data))
+    raw = RawRegistry(remote)
+    assert hashlib.sha256(raw.blob(f"sha256:{b_sha}")).hexdigest() != b_sha  # the registry serves it corrupt
+
+    b_key = first["//pkg:b#gen"]["key"]
+    expected_b = f"ALPHA {unique.upper()}\n"
+
+    def reader(name: str, *options: str) -> Result:
+        ws = copy_workspace(ws1, tmp_path / name, tmp_path / f"{name}-cache")
+        result = ok(ws.gb("test", "//...", "--json", "--remote-cache", remote, *options))
+        assert (ws.root / "graphbuild-out/pkg/b.out").read_text() == expected_b
+        return result
+
+    # a read-only reader: rejects it, rebuilds b, writes nothing
+    readonly = reader("ro", "--remote-cache-readonly")
+    assert readonly.ran() == {"//pkg:b#gen"}
+    [warning] = remote_warnings(readonly)
+    assert f"entry gb-{b_key}: output blob sha256:{b_sha[:16]} failed verification" in warning
+    assert "arrived corrupt" in warning and "//pkg:b#gen will run instead" in warning
+    assert raw.manifest(f"gb-{b_key}")["layers"][0]["digest"] == f"sha256:{b_sha}"
+
+    # the next writer: rejects it, rebuilds b, and stores it again under a digest the registry never held
+    writer = reader("w")
+    assert writer.ran() == {"//pkg:b#gen"}
+    assert len(remote_warnings(writer)) == 1
+    [layer] = raw.manifest(f"gb-{b_key}")["layers"]
+    assert layer["digest"] != f"sha256:{b_sha}"
+    assert layer["annotations"] == {"dev.graphbuild.content.digest": f"sha256:{b_sha}"}
+    assert expected_b.encode() in raw.blob(layer["digest"])
+
+    # every later machine: all from the registry, nothing to report
+    later = reader("later")
+    assert later.ran() == set(), later.stderr
+    assert not remote_warnings(later)
+    assert {n["cache"] for n in later.json["nodes"]} == {"remote"}
+
+
+def test_without_trusted_keys_or_a_signing_key_nothing_is_read_or_written(tmp_path, remote, signing, monkeypatch):
+    ws1 = genrule_workspace(tmp_path, signing)
+    ok(ws1.gb("build", "//pkg:a", "--remote-cache", remote))
+    assert len(tags(repository(remote))) == 1
+
+    untrusting = copy_workspace(ws1, tmp_path / "ws2", tmp_path / "ws2-cache")
+    untrusting.write("graphbuild.toml", "")
+    result = ok(untrusting.gb("build", "//...", "--json", "--remote-cache", remote))
+    assert result.ran() == NODES - {"//pkg:t#test"}  # a's entry is not even looked at
+    [no_keys, not_trusted] = sorted(remote_warnings(result), key=lambda w: "lists no" not in w)
+    assert "lists no [cache] trusted_keys, so no result is read" in no_keys
+    assert "is not in [cache] trusted_keys" in not_trusted
+    assert len(tags(repository(remote))) == 4  # it still writes, signed
+
+    monkeypatch.delenv(SIGNING_KEY_FILE_ENV)
+    keyless = copy_workspace(ws1, tmp_path / "ws3", tmp_path / "ws3-cache")
+    keyless.write("pkg/c.txt", "new\n")
+    result = ok(keyless.gb("build", "//...", "--json", "--remote-cache", remote))
+    assert result.ran() == {"//pkg:c#gen", "//pkg:d#gen"}
+    assert by_id(result)["//pkg:a#gen"]["cache"] == "remote"
+    [warning] = result.stderr.splitlines()
+    assert "no signing key" in warning and "nothing is written to it" in warning
+    assert "GRAPHBUILD_REMOTE_CACHE_READONLY=1" in warning
+    assert len(tags(repository(remote))) == 4
+    quiet = ok(keyless.gb("build", "//...", "--remote-cache", remote, "--remote-cache-readonly"))
+    assert "warning" not in quiet.stderr
+
+
+def test_the_signing_key_never_reaches_a_node(tmp_path, remote, monkeypatch):
+    key = SigningKey.generate()
+    text = "".join(key.pem().decode().splitlines()[1:-1])  # one line, as a masked CI variable holds it
+    monkeypatch.setenv("GRAPHBUILD_REMOTE_CACHE_SIGNING_KEY", text)
+    ws = Workspace(tmp_path / "ws", tmp_path / "cache")
+    trust(ws, key.public)
+    ws.write("pkg/BUILD.envs", 'genrule(name = "env", outs = ["env.out"], cmd = "env > $OUT; cat /proc/$$/environ '
+                               '>> $OUT")\n')
+    result = ok(ws.gb("build", "//pkg:env", "--json", "--remote-cache", remote, "-v"))
+    assert text not in (ws.root / "graphbuild-out/pkg/env.out").read_text()
+    assert text not in result.stdout + result.stderr
+    assert "GRAPHBUILD_REMOTE_CACHE_SIGNING_KEY" not in os.environ
+    config = RawRegistry(remote).config(by_id(result)["//pkg:env#gen"]["key"])
+    assert config["signature"]["key_id"] == key.public.key_id  # it did sign with it
+    assert text not in json.dumps(config)
+
+
 # -- an unavailable registry, read-only use --------------------------------------------------
 
 
-def test_an_unavailable_remote_cache_warns_and_builds_locally(tmp_path):
-    ws = genrule_workspace(tmp_path)
+def test_an_unavailable_remote_cache_warns_and_builds_locally(tmp_path, signing):
+    ws = genrule_workspace(tmp_path, signing)
     result = ws.gb("build", "//...", "--json", "--remote-cache", "oci://127.0.0.1:1/x")
     assert result.exit_code == 0, result.stderr
     assert result.ran() == NODES - {"//pkg:t#test"}
@@ -254,17 +478,17 @@ def test_an_unavailable_remote_cache_warns_and_builds_locally(tmp_path):
     assert "oci://HOST[:PORT]/REPOSITORY" in bad.stderr
 
 
-def test_the_environment_variable_configures_the_remote_cache(tmp_path, remote, monkeypatch):
+def test_the_environment_variable_configures_the_remote_cache(tmp_path, remote, signing, monkeypatch):
     monkeypatch.setenv("GRAPHBUILD_REMOTE_CACHE", remote)
-    ws1 = genrule_workspace(tmp_path)
+    ws1 = genrule_workspace(tmp_path, signing)
     ok(ws1.gb("build", "//pkg:b"))
     ws2 = copy_workspace(ws1, tmp_path / "ws2", tmp_path / "ws2-cache")
     second = ok(ws2.gb("build", "//pkg:b", "--json"))
     assert {n["cache"] for n in second.json["nodes"]} == {"remote"}
 
 
-def test_a_readonly_remote_cache_is_read_but_never_written(tmp_path, remote, monkeypatch):
-    ws1 = genrule_workspace(tmp_path)
+def test_a_readonly_remote_cache_is_read_but_never_written(tmp_path, remote, signing, monkeypatch):
+    ws1 = genrule_workspace(tmp_path, signing)
     ok(ws1.gb("build", "//pkg:a", "--remote-cache", remote))
     stored = set(tags(repository(remote)))
     assert len(stored) == 1
@@ -290,6 +514,33 @@ def test_a_readonly_remote_cache_is_read_but_never_written(tmp_path, remote, mon
 
 # -- Python environments: layers, images and library tests ------------------------------------
 
+
+def forge_wheel(raw: RawRegistry, key: str) -> str:
+    """Re-file entry gb-<key> (a wheel node) with a wheel whose module has one line added, its
+    output sha256, size and output digest recomputed, the writer's signature left as it was."""
+    config = raw.config(key)
+    wheel_sha, _, executable = config["record"]["outputs"]["wheel"]
+    source = zipfile.ZipFile(io.BytesIO(raw.blob(f"sha256:{wheel_sha}")))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as forged:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename.endswith("mylib/__init__.py"):
+                data += b"\nimport os; os.system('echo owned')\n"
+            forged.writestr(info, data)
+    data = buffer.getvalue()
+    forged_sha = raw.put_blob(data).removeprefix("sha256:")
+
+    def change(config):
+        record = config["record"]
+        record["outputs"]["wheel"] = [forged_sha, len(data), executable]
+        record["output_digest"] = outputs_digest(record)
+
+    raw.rewrite(key, change, layers=[{"mediaType": "application/octet-stream", "digest": f"sha256:{forged_sha}",
+                                      "size": len(data)}])
+    return forged_sha
+
+
 ENVS = BASE + """
 py_layer(name = "core", requirements = ["six==1.16.0"])
 
@@ -298,8 +549,9 @@ environment(name = "app", base = ":base", layers = [":core"], libraries = ["//li
 
 
 @pytest.mark.network
-def test_python_environment_layers_and_tests_come_from_the_remote_cache(tmp_path, remote):
+def test_python_environment_layers_and_tests_come_from_the_remote_cache(tmp_path, remote, signing):
     ws1 = Workspace(tmp_path / "ws1", tmp_path / "ws1-cache")
+    trust(ws1, signing.public)
     link_base(ws1)
     ws1.write("envs/BUILD.envs", ENVS)
     write_library(ws1, "mylib", deps=("iniconfig==2.0.0",), module='def hello():\n    return "hi"\n',
@@ -319,6 +571,21 @@ def test_python_environment_layers_and_tests_come_from_the_remote_cache(tmp_path
     assert by_id(second)["//envs:app#image"]["metadata"]["digest"] == by_id(first)["//envs:app#image"][
         "metadata"]["digest"]
     assert by_id(second)["//envs:app#test.mylib"]["metadata"]["tests"] == 1
+
+    # The measured attack: the wheel re-filed with one line added and its digests recomputed,
+    # by someone who can push to the repository but holds no trusted key.
+    wheel_id = "//libs/mylib:mylib#wheel"
+    forged_sha = forge_wheel(RawRegistry(remote), by_id(first)[wheel_id]["key"])
+    ws3 = copy_workspace(ws1, tmp_path / "ws3", tmp_path / "ws3-cache")  # an empty local cache
+    forged = ok(ws3.gb("test", "//envs/...", "--json", "--remote-cache", remote))
+    assert forged.ran() == {wheel_id}  # the same wheel rebuilt: everything downstream still from the registry
+    assert by_id(forged)[wheel_id]["outputs"] == by_id(first)[wheel_id]["outputs"]
+    assert by_id(forged)["//envs:app#image"]["metadata"]["digest"] == by_id(first)["//envs:app#image"][
+        "metadata"]["digest"]
+    assert not (ws3.cache / "blobs/sha256" / forged_sha).exists()
+    [warning] = remote_warnings(forged)
+    assert f"entry gb-{by_id(first)[wheel_id]['key']} has a bad signature" in warning
+    assert f"{wheel_id} will run instead" in warning
 
     # the library changes on the second machine: its wheel, layer, the image and its tests run
     (ws2.root / "libs/mylib/mylib/__init__.py").write_text('def hello():\n    return "hi"\n\n\nVERSION = 2\n')

@@ -45,10 +45,15 @@ class Analysis:
 
 
 class Analyzer:
-    def __init__(self, loader: Loader, digest_file: Callable[[Path], str], *, locking: bool = False):
+    def __init__(self, loader: Loader, digest_file: Callable[[Path], str], *, locking: bool = False,
+                 linked_roots: Iterable[Path] = ()):
+        """`linked_roots`: directories outside the workspace its files may resolve into (only
+        `affected`'s checkout of an old revision, whose ignored files link to the working tree)."""
         self.loader = loader
         self.digest_file = digest_file
         self.locking = locking
+        self.real_roots = (loader.workspace.root.resolve(), *(p.resolve() for p in linked_roots))
+        self.real_dirs: dict[str, str] = {}
 
     def analyze(self, requested: list[Label]) -> Analysis:
         targets, graph = self.load_closure(requested)
@@ -107,7 +112,7 @@ class Analyzer:
 
     def _analyze_target(self, target: Target, analysis: Analysis) -> None:
         ctx = RuleContext(target, analysis.providers, self.loader.workspace.root, self.digest_file,
-                          locking=self.locking)
+                          locking=self.locking, real_roots=self.real_roots, real_dirs=self.real_dirs)
         try:
             returned = target.rule.implementation(ctx, target.attrs)
         except GraphbuildError:

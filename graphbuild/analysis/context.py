@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import posixpath
+import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel
 
@@ -49,7 +52,8 @@ def plain(value: Any) -> Any:
 
 class RuleContext:
     def __init__(self, target: Target, providers: Mapping[Label, Mapping[type, Provider]],
-                 workspace_root: Path, digest_file: Callable[[Path], str], *, locking: bool = False):
+                 workspace_root: Path, digest_file: Callable[[Path], str], *, locking: bool = False,
+                 real_roots: Sequence[Path] = (), real_dirs: dict[str, str] | None = None):
         self.target = target
         #: True while `graphbuild lock` analyses: lock files may be missing or stale, since
         #: the lock nodes are about to rewrite them.
@@ -57,6 +61,12 @@ class RuleContext:
         self._providers = providers
         self._root = workspace_root
         self._digest_file = digest_file
+        #: Where the workspace's files may really be, symlinks followed: the workspace root
+        #: resolved, and for `affected`'s checkout of an old revision, the working tree whose
+        #: ignored files are linked into it.
+        self._real_roots = tuple(str(r).rstrip("/") for r in (real_roots or (workspace_root.resolve(),)))
+        #: directory -> its real path, shared by one analysis (never across commands: links change)
+        self._real_dirs = real_dirs if real_dirs is not None else {}
         self.nodes: list[Node] = []
 
     # -- what the target is ---------------------------------------------------------------
@@ -107,15 +117,62 @@ class RuleContext:
 
     # -- files ------------------------------------------------------------------------------
 
-    def file(self, path: str, *, attr: str | None = None) -> FileRef:
-        """A file of this target's package, keyed by content."""
-        rel = f"{self.package}/{path}".lstrip("/")
+    def file(self, path: str, *, attr: str | None = None,
+             within: Literal["package", "workspace"] = "package") -> FileRef:
+        """A file of this target's package (or, `within="workspace"`, of the workspace: `path`
+        is still relative to the package and may go up with `..`), keyed by content.
+
+        The path is resolved following symlinks: one that lands outside the package (or the
+        workspace) is a spec error, so no attribute can make a build read `/etc/shadow`."""
+        what = f"{attr}: " if attr else ""
+        in_package = within == "package"
+        scope = f"package //{self.package}" if in_package else "the workspace"
+        outside_hint = ("a target reads only files of its own package: pass another package's files by label "
+                        "(a filegroup)" if in_package else "graphbuild reads no file outside the workspace")
+        if not isinstance(path, str) or not path or "\0" in path or path.startswith("/"):
+            raise self.error(f"{what}{path!r} is not a relative path", attr=attr, hint=outside_hint)
+        rel = posixpath.normpath(posixpath.join(self.package, path))
+        if in_package and self.package:
+            inside = rel.startswith(f"{self.package}/")
+        else:
+            inside = rel not in (".", "..") and not rel.startswith("../")
+        if not inside:
+            raise self.error(f"{what}'{path}' is outside {scope}", attr=attr, hint=outside_hint)
         abs_path = self._root / rel
-        if not abs_path.is_file():
+        # every symlink on the way followed, then checked: a link out of the package is refused
+        try:
+            st = abs_path.lstat()
+        except OSError:
+            st = None
+        real = self._real_path(abs_path, st)
+        inside_real = any(real.startswith(f"{base}/{self.package}/" if in_package and self.package else f"{base}/")
+                          for base in self._real_roots)
+        if not inside_real:
+            raise self.error(
+                f"{what}'{path}' resolves to {real}, outside {scope} (symlinks are followed)", attr=attr,
+                hint=f"put the file itself, not a symlink to it, in //{self.package}" if in_package else
+                "graphbuild reads no file outside the workspace: hard-link or copy the file into it")
+        if st is not None and stat.S_ISLNK(st.st_mode):
+            try:
+                st = abs_path.stat()
+            except OSError:
+                st = None
+        if st is None or not stat.S_ISREG(st.st_mode):
             siblings = [p.name for p in abs_path.parent.glob("*") if p.is_file()] if abs_path.parent.is_dir() else []
-            raise self.error(f"{attr + ': ' if attr else ''}no file '{path}' in package //{self.package}",
+            raise self.error(f"{what}no file '{path}' in {scope}",
                              attr=attr, hint=did_you_mean(Path(path).name, siblings))
-        return FileRef(rel, self._digest_file(abs_path), executable=bool(abs_path.stat().st_mode & 0o111))
+        return FileRef(rel, self._digest_file(abs_path), executable=bool(st.st_mode & 0o111))
+
+    def _real_path(self, path: Path, st: os.stat_result | None) -> str:
+        """`path` with every symlink resolved; a plain file's directory is resolved once per analysis."""
+        text = str(path)
+        if st is None or stat.S_ISLNK(st.st_mode):
+            return os.path.realpath(text)
+        parent, _, name = text.rpartition("/")
+        real_dir = self._real_dirs.get(parent)
+        if real_dir is None:
+            real_dir = self._real_dirs[parent] = os.path.realpath(parent)
+        return f"{real_dir}/{name}"
 
     def read_text(self, path: str, *, attr: str | None = None) -> str:
         """Read a declared input of the package during analysis (a lock file, say)."""
@@ -145,6 +202,7 @@ class RuleContext:
         result (where it runs). Outputs they reference still run first, and so do `waits_for`
         nodes (ordering only: their results are not part of the key)."""
         node_id = f"{self.label}#{name}"
+        self._check_outputs(name, outputs)
         if any(n.id == node_id for n in self.nodes):
             raise self.error(f"declares two nodes named '{name}'")
         if phase not in (*PHASES, LOCK_PHASE):
@@ -176,6 +234,35 @@ class RuleContext:
         )
         self.nodes.append(node)
         return NodeHandle(node_id, node.outputs)
+
+
+    def _check_outputs(self, name: str, outputs: Sequence[str]) -> None:
+        """Output names are files under the node's output directory, and later under
+        graphbuild-out/<package>/: relative, normal, distinct, none inside another."""
+        nested = False
+        for out in outputs:
+            if isinstance(out, str) and out and "/" not in out and out not in (".", "..") and "\0" not in out:
+                continue  # the usual case: one plain file name
+            normal = posixpath.normpath(out) if isinstance(out, str) and out else ""
+            if (not normal or normal != out or normal.startswith(("/", "../")) or normal in (".", "..")
+                    or "\0" in out or len(out) > 4096):
+                raise self.error(f"node '{name}': output {out!r} is not a relative path inside the target's "
+                                 "output directory", hint="name outputs like 'out.txt' or 'sub/out.txt'")
+            nested = True
+        if len(set(outputs)) != len(outputs):
+            twice = next(o for o in outputs if list(outputs).count(o) > 1)
+            raise self.error(f"node '{name}': output {twice!r} is declared twice")
+        if nested:
+            seen = set(outputs)
+            for out in outputs:
+                parent = next((p for p in _parents(out) if p in seen), None)
+                if parent:
+                    raise self.error(f"node '{name}': output {out!r} is inside output {parent!r}, which is a file")
+
+
+def _parents(path: str) -> list[str]:
+    parts = path.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
 class _TargetKind(Provider):

@@ -69,7 +69,8 @@ def affected(session: Session, patterns: list[str], since: str) -> tuple[list[La
         old_loader: Loader | None = None
         try:
             old_loader = Loader(Workspace.at(old_root), session.loader.builtin_rules)  # its config, its plugins
-            old = Analyzer(old_loader, session.files.digest, locking=locking).analyze(
+            old = Analyzer(old_loader, session.files.digest, locking=locking,
+                           linked_roots=[session.workspace.root]).analyze(
                 _labels_at(old_loader, current_labels))
         except GraphbuildError as err:
             raise UsageError(f"the spec at {since} does not analyse: {err.render()}",

@@ -142,12 +142,14 @@ def _copy_reports(session: Session, outcomes: dict[str, NodeOutcome], directory:
 
 def _record_history(session: Session, phase: str, labels: list[Label], outcomes: dict[str, NodeOutcome],
                     analysis: Analysis) -> None:
+    from graphbuild.cli.why import keep_own_inputs
+
     session.history.record(f"{time.time_ns()}-{os.getpid()}", {
         "time": time.time(),
         "phase": phase,
         "nodes": {nid: [o.key, o.status, o.cached_from, o.source, analysis.nodes[nid].cacheable]
                   for nid, o in outcomes.items() if nid in analysis.nodes},
-    }, [str(lab) for lab in labels])
+    }, [str(lab) for lab in labels], before=lambda last: keep_own_inputs(session, analysis, outcomes, last))
 
 
 def _report(args: argparse.Namespace, reporter: ConsoleReporter, analysis: Analysis, labels: list[Label],

@@ -3,6 +3,12 @@
 One job per target that declares nodes, `needs:` following the target graph so a job starts
 as soon as what it depends on is built; every job shares work through the remote cache and
 keeps JUnit reports; a final job runs the pushes, and only when every other job passed.
+
+In a merge-request pipeline from a fork every job reads the shared cache and never writes it
+(GRAPHBUILD_REMOTE_CACHE_READONLY=1), and nothing is pushed. That is a convenience, not the
+trust boundary: the pipeline's YAML is the merge request's to change. The boundary is the
+signing key, a protected CI variable that merge-request pipelines never receive, and readers
+that accept only entries signed by graphbuild.toml's trusted keys.
 """
 
 from __future__ import annotations
@@ -33,6 +39,17 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
                         help="a command run before each job (e.g. installing graphbuild); repeatable")
     gitlab.add_argument("--graphbuild", default="graphbuild", metavar="CMD", help="how jobs call graphbuild")
     gitlab.set_defaults(handler=run_gitlab)
+
+
+#: GitLab's test for a merge-request pipeline whose source branch lives in another project (a fork)
+FORK_MERGE_REQUEST = ("$CI_MERGE_REQUEST_SOURCE_PROJECT_ID && "
+                      "$CI_MERGE_REQUEST_SOURCE_PROJECT_ID != $CI_MERGE_REQUEST_PROJECT_ID")
+
+
+def _job_rules() -> list[dict[str, Any]]:
+    """Read-only shared cache for a fork's merge request (job rules: variables set by
+    workflow rules are not honoured everywhere, e.g. by gitlab-ci-local)."""
+    return [{"if": FORK_MERGE_REQUEST, "variables": {f"{REMOTE_ENV}_READONLY": "1"}}, {"when": "on_success"}]
 
 
 def run_gitlab(session: Session, args: argparse.Namespace) -> int:
@@ -87,6 +104,7 @@ def gitlab_pipeline(session: Session, labels: list[Label], args: argparse.Namesp
             "stage": verb,
             "needs": needs,
             "script": [f"{gb} {verb} {shlex.quote(str(label))} --junit-dir reports"],
+            "rules": _job_rules(),
         }
         if verb == "test":
             job["artifacts"] = {"when": "always", "paths": ["reports/"], "reports": {"junit": "reports/*.xml"}}
@@ -99,6 +117,7 @@ def gitlab_pipeline(session: Session, labels: list[Label], args: argparse.Namesp
             "stage": "push",
             "needs": sorted(job_of.values()),
             "script": [f"{gb} run " + " ".join(shlex.quote(p) for p in pushers)],
+            "rules": [{"if": FORK_MERGE_REQUEST, "when": "never"}, {"when": "on_success"}],
         }
     return pipeline
 

@@ -1,10 +1,13 @@
-"""`graphbuild clean` and `graphbuild cache gc --max-size SIZE`."""
+"""`graphbuild clean`, `graphbuild cache gc --max-size SIZE` and `graphbuild cache keygen`."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
+import sys
+from pathlib import Path
 
 from graphbuild.cache.gc import collect
 from graphbuild.cli.output import emit_json, emit_text
@@ -21,13 +24,20 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
                            description="Delete everything in the local cache directory and the workspace's "
                                        "graphbuild-out/. The next build runs every node.")
     clean.set_defaults(handler=run_clean)
-    cache = sub.add_parser("cache", help="manage the local cache")
+    cache = sub.add_parser("cache", help="manage the local cache; make signing keys for the shared cache")
     cache_sub = cache.add_subparsers(dest="cache_verb", metavar="VERB", required=True)
     gc = cache_sub.add_parser("gc", parents=[parent], help="evict least recently used results above a size",
                               description="Evict the least recently used action results until the blobs they "
                                           "reference fit in SIZE, then delete unreferenced blobs.")
     gc.add_argument("--max-size", required=True, metavar="SIZE", help="e.g. 500M, 10G (binary units)")
     gc.set_defaults(handler=run_gc)
+    keygen = cache_sub.add_parser(
+        "keygen", parents=[parent], help="make a key pair for signing what is written to the shared cache",
+        description="Make an Ed25519 key pair. The private key (PEM) goes to FILE (created with mode 0600; "
+                    "never overwritten) or, without -o, to stdout; the public key line is printed for "
+                    "[cache] trusted_keys in graphbuild.toml.")
+    keygen.add_argument("-o", "--output", metavar="FILE", help="write the private key here (mode 0600)")
+    keygen.set_defaults(handler=run_keygen, needs_workspace=False)
 
 
 def parse_size(text: str) -> int:
@@ -44,7 +54,10 @@ def run_clean(session: Session, args: argparse.Namespace) -> int:
     # Only what graphbuild keeps there: the directory may be shared with other files.
     for sub in (cache.blobs, cache.actions, cache.history, cache.tmp):
         shutil.rmtree(sub, ignore_errors=True)
-    shutil.rmtree(session.workspace.root / OUT_DIR, ignore_errors=True)
+    out = session.workspace.root / OUT_DIR
+    if out.is_symlink():  # the link goes, never what it points at
+        out.unlink()
+    shutil.rmtree(out, ignore_errors=True)
     session.__dict__.pop("actions", None)
     session.__dict__.pop("files", None)
     if args.json:
@@ -63,4 +76,39 @@ def run_gc(session: Session, args: argparse.Namespace) -> int:
         emit_text(f"evicted {result['evicted_results']} results and {result['deleted_blobs']} blobs "
                   f"({result['freed_bytes']} bytes); {result['kept_bytes']} bytes in {result['kept_results']} "
                   f"results remain (limit {limit})")
+    return EXIT_OK
+
+
+def run_keygen(session: Session | None, args: argparse.Namespace) -> int:
+    from graphbuild.cache.signing import SigningKey
+
+    key = SigningKey.generate()
+    public = key.public.line()
+    if args.output:
+        path = Path(args.output).expanduser()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise UsageError(f"{path} already exists; the key in it is kept",
+                             hint="choose another path, or delete the old key first") from None
+        except OSError as err:
+            raise UsageError(f"cannot create {path}: {err.strerror}") from None
+        with os.fdopen(fd, "wb") as out:
+            out.write(key.pem())
+        os.chmod(path, 0o600)  # whatever the umask was
+        if args.json:
+            emit_json({"command": "cache keygen", "private_key_file": str(path), "public_key": public,
+                       "key_id": key.public.key_id})
+        else:
+            emit_text(f"wrote the private key to {path} (mode 0600); keep it secret\n"
+                      f"key id {key.public.key_id}; add its public key to graphbuild.toml:\n"
+                      f"[cache]\ntrusted_keys = [\"{public}\"]")
+        return EXIT_OK
+    if args.json:
+        emit_json({"command": "cache keygen", "private_key": key.pem().decode(), "public_key": public,
+                   "key_id": key.public.key_id})
+    else:
+        emit_text(key.pem().decode().rstrip("\n"))
+        sys.stderr.write(f"key id {key.public.key_id}; public key for [cache] trusted_keys in graphbuild.toml:\n"
+                         f"  {public}\n")
     return EXIT_OK

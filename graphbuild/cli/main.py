@@ -24,7 +24,9 @@ exit codes:
 The workspace is the nearest directory at or above the current one holding graphbuild.toml.
 A shared cache (--remote-cache oci://HOST/REPO) is read after the local one and written after
 a node runs; when it is unreachable the build warns and goes on locally (unless
---remote-cache-required). Environment: GRAPHBUILD_REMOTE_CACHE, GRAPHBUILD_REMOTE_CACHE_READONLY=1.
+--remote-cache-required). Only entries signed by a key of [cache] trusted_keys are read; only a run
+with a signing key writes. Environment: GRAPHBUILD_REMOTE_CACHE, GRAPHBUILD_REMOTE_CACHE_READONLY=1,
+GRAPHBUILD_REMOTE_CACHE_SIGNING_KEY_FILE (a key file) or GRAPHBUILD_REMOTE_CACHE_SIGNING_KEY (the key).
 The cache is --cache-dir, else $GRAPHBUILD_CACHE_DIR, else [cache] dir in graphbuild.toml,
 else $XDG_CACHE_HOME/graphbuild (~/.cache/graphbuild).
 """
@@ -53,6 +55,9 @@ def make_parser() -> argparse.ArgumentParser:
                         help="use the shared cache but never write to it (untrusted runners)")
     common.add_argument("--remote-cache-required", action="store_true",
                         help="fail instead of building locally when the shared cache is unreachable")
+    common.add_argument("--remote-cache-signing-key", metavar="FILE",
+                        help="private key signing what is written to the shared cache "
+                             "(or $GRAPHBUILD_REMOTE_CACHE_SIGNING_KEY_FILE, $GRAPHBUILD_REMOTE_CACHE_SIGNING_KEY)")
     parser = _Parser(prog="graphbuild", description="A declarative, content-addressed build graph for "
                      "container environments.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"graphbuild {__version__}")
@@ -77,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from graphbuild.cli.session import Session
 
-        session = Session(args)
+        if getattr(args, "needs_workspace", True):
+            session = Session(args)
         return args.handler(session, args)
     except GraphbuildError as err:
         if args.json:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
+from graphbuild.analysis.analyzer import Analysis
 from graphbuild.cli.output import emit_json, emit_text
 from graphbuild.cli.session import Session
 from graphbuild.errors import EXIT_OK, GraphbuildError, UsageError
+from graphbuild.execution.events import NodeOutcome
+from graphbuild.execution.keying import node_manifest
 from graphbuild.keys import Component, diff
 from graphbuild.labels import Label
 
@@ -95,7 +99,7 @@ def compare(session: Session, label: Label, args: argparse.Namespace) -> int:
             row["state"] = "same"
         else:
             row["state"] = "differs"
-            row["changes"] = _manifest_diff(session, left[1][0], right[1][0])
+            row["changes"] = _manifest_diff(session, left, right)
         if left:
             row["left"] = {"id": left[0], "key": left[1][0], "status": left[1][1]}
         if right:
@@ -114,13 +118,46 @@ def compare(session: Session, label: Label, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _manifest(session: Session, key: str | None) -> dict[str, Component] | None:
-    stored = session.actions.get_manifest(key) if key else None
+def own_manifest_key(key: str, nid: str) -> str:
+    """Where a node's own view of a key's inputs is kept when another node's result served it."""
+    return f"{key}@{nid}"
+
+
+def keep_own_inputs(session: Session, analysis: Analysis, outcomes: dict[str, NodeOutcome],
+                    before: dict[str, list]) -> None:
+    """After a run: the manifest of each node served by another node's result (another target
+    sharing its key, or the remote cache), as this node reads it. A manifest stored by key is
+    the view of the node that ran it: the same commit reads "branch main" in one environment
+    and "branch fork" in another, and `why` must show each target its own previous inputs.
+    Nodes whose entry in the labels' last run (`before`) already had this key and source are
+    skipped (a no-op run writes nothing)."""
+    for nid, outcome in outcomes.items():
+        node = analysis.nodes.get(nid)
+        if node is None or not outcome.key or not (outcome.cached_from or outcome.source == "remote"):
+            continue
+        previous = before.get(nid)
+        if previous and previous[0] == outcome.key and (previous[2] or previous[3:4] == ["remote"]):
+            continue  # kept by that run already
+        try:
+            manifest = node_manifest(node, lambda ref: outcomes[ref.node_id].outputs[ref.name][0],
+                                     lambda dep: outcomes[dep].output_digest or "")
+        except (KeyError, IndexError):  # a dependency without an outcome: nothing to explain with
+            continue
+        session.actions.put_manifest(own_manifest_key(outcome.key, nid),
+                                     {name: comp.to_json() for name, comp in manifest.items()})
+
+
+def _manifest(session: Session, key: str | None, nid: str | None = None) -> dict[str, Component] | None:
+    stored = None
+    if key and nid:
+        stored = session.actions.get_manifest(own_manifest_key(key, nid))
+    if stored is None and key:
+        stored = session.actions.get_manifest(key)
     return {k: Component.from_json(v) for k, v in stored.items()} if stored is not None else None
 
 
-def _manifest_diff(session: Session, left: str | None, right: str | None) -> list[dict[str, Any]]:
-    old, new = _manifest(session, left), _manifest(session, right)
+def _manifest_diff(session: Session, left: tuple[str, list], right: tuple[str, list]) -> list[dict[str, Any]]:
+    old, new = _manifest(session, left[1][0], left[0]), _manifest(session, right[1][0], right[0])
     if old is None or new is None:
         return []
     return [{"input": c.name, "old": c.old, "new": c.new} for c in diff(old, new)]
@@ -144,12 +181,29 @@ def _changes(session: Session, nid: str, key: str | None, previous: dict | None)
     if old_key == key:
         return {"reason": "same inputs as the previous run; its cached result was missing, corrupt or a "
                           "failure that is never cached", "changes": []}
-    old, new = _manifest(session, old_key), _manifest(session, key)
+    old, new = _manifest(session, old_key, nid), _manifest(session, key, nid)
     if old is None or new is None:
         return {"reason": "inputs changed (the earlier inputs are no longer in the cache)", "changes": []}
     changes = diff(old, new)
     return {"reason": "inputs changed", "changes": [
         {"input": c.name, "old": c.old, "new": c.new, "location": c.location} for c in changes]}
+
+
+def _narrowed(name: str, old: str, new: str) -> list[tuple[str, str, str]]:
+    """A change of a mapping (an `env`) as the entries that changed, each on its own line:
+    `env: {"A": "1", "B": "2", ...} -> {...}` reads as `env[B]: "2" -> "3"`."""
+    try:
+        before, after = json.loads(old), json.loads(new)
+    except ValueError:
+        return [(name, old, new)]
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return [(name, old, new)]
+    shown = []
+    for key in sorted(set(before) | set(after)):
+        if before.get(key) != after.get(key) or (key in before) != (key in after):
+            shown.append((f"{name}[{key}]", json.dumps(before[key]) if key in before else "(unset)",
+                          json.dumps(after[key]) if key in after else "(unset)"))
+    return shown or [(name, old, new)]
 
 
 def run_why(session: Session, args: argparse.Namespace) -> int:
@@ -180,6 +234,7 @@ def run_why(session: Session, args: argparse.Namespace) -> int:
                 where = f"    ({change['location']})" if change["location"] else ""
                 old = "(new input)" if change["old"] is None else change["old"]
                 new = "(removed)" if change["new"] is None else change["new"]
-                lines.append(f"    {change['input']}: {old} -> {new}{where}")
+                for name, before, after in _narrowed(change["input"], old, new):
+                    lines.append(f"    {name}: {before} -> {after}{where}")
     emit_text("\n".join(lines))
     return EXIT_OK

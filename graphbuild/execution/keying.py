@@ -49,7 +49,9 @@ def node_manifest(node: Node, output_digest: DigestOf, after_digest: Callable[[s
 def _ref_component(ref: FileRef | OutputRef, output_digest: DigestOf, location: Any) -> Component:
     if isinstance(ref, FileRef):
         value = f"file {ref.path} {ref.digest} {'x' if ref.executable else '-'}"
-        return Component(digest(value), f"{ref.path} sha256:{ref.digest[:16]}", str(location) if location else None)
+        # the mode is keyed, so it is shown: a chmod alone must not read as "no change"
+        shown = f"{ref.path} sha256:{ref.digest[:16]} {'executable' if ref.executable else 'not executable'}"
+        return Component(digest(value), shown, str(location) if location else None)
     sha = output_digest(ref)
     return Component(digest(f"output {sha}"), f"sha256:{sha[:16]} ({ref.node_id} {ref.name})",
                      str(location) if location else None)

@@ -38,6 +38,8 @@ class CacheSection(_Section):
     dir: str | None = Field(default=None, description="the local cache directory, relative to the workspace root")
     remote: str | None = Field(default=None, description="a shared cache: oci://HOST/REPOSITORY")
     remote_readonly: bool = Field(default=False, description="read the shared cache, never write to it")
+    # each entry is checked (with its own line) where the keys are read: cli/session.py
+    trusted_keys: Any = Field(default=[], description="public keys whose shared-cache entries are read")
 
 
 class PushSection(_Section):

@@ -23,6 +23,7 @@ from graphbuild.api import (
     Provider,
     RuleContext,
     SpecError,
+    WorkspacePath,
     executor,
     rule,
 )
@@ -31,7 +32,9 @@ from graphbuild.rules.oci import reference
 
 
 class BaseImageAttrs(Attrs):
-    tarball: str | None = Field(default=None, description="A root filesystem tar, relative to the package.")
+    tarball: WorkspacePath | None = Field(
+        default=None, description="A root filesystem tar of the workspace, written relative to the package "
+        "('..' may go up to the workspace root, not above; symlinks must resolve inside the workspace).")
     ref: str | None = Field(default=None, description="A registry reference (HOST/REPO:TAG or @sha256:...); "
                             "pinned to a digest by `graphbuild lock`.")
     env: dict[str, str] = Field(default={}, description="Environment variables of the base (tarball bases).")
@@ -56,7 +59,7 @@ class BaseImageInfo(Provider):
 def base_image(ctx: RuleContext, attrs: BaseImageAttrs) -> list[Provider]:
     """A base image for environments."""
     if attrs.tarball:
-        tarball = ctx.file(attrs.tarball, attr="tarball")
+        tarball = ctx.file(attrs.tarball, attr="tarball", within="workspace")
         node = ctx.action("import", executor=import_tarball, inputs={"tarball": tarball}, outputs=["layer.tar"],
                           kind="base_image.import")
         layer = {"blob": node.output("layer.tar"), "media_type": media.LAYER_TAR, "diff_id": ""}

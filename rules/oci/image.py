@@ -3,6 +3,10 @@
 Layers are uncompressed tars already in the blob store (their sha256 is both the blob digest
 and the diff_id), so assembling an image writes three small JSON documents; the same inputs
 give the same bytes, hence the same image digest, on any machine.
+
+graphbuild's own layers come with their file lists (`files.json`, written with the layer): a
+layer that would replace another layer's file with different content is refused, naming both
+layers and the path, instead of shipping whichever came last.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from graphbuild.api import ExecContext, executor
+from graphbuild.api import ActionFailed, ExecContext, executor
 from graphbuild.cache import oci_media as media
 
 EPOCH = "1970-01-01T00:00:00Z"
@@ -25,11 +29,21 @@ def blob_digest(path: Path) -> str:
     return "sha256:" + path.name
 
 
-@executor("oci.image", version=1)
+def runtime_config(base_env: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """The fields of an image's config that reach a process started with an explicit command
+    (`Cmd` does not: the command replaces it). The test nodes key on exactly this."""
+    return {"Env": _merge_env(base_env, env), "WorkingDir": "/", "User": "", "Entrypoint": None}
+
+
+@executor("oci.image", version=2)
 def assemble_image(ctx: ExecContext) -> dict[str, Any]:
     """Inputs: `base` {layers: [{blob, media_type, diff_id}], env}, `layers` (tars), `layer_names`,
-    `env`, `cmd`, `labels`, `name` (the ref name in the index)."""
+    `env`, `cmd`, `labels`, `name` (the ref name in the index); unkeyed: `layer_files` (each
+    layer's `files.json`, or None), checked for layers overwriting each other."""
     base = ctx.inputs["base"]
+    listings = ctx.unkeyed.get("layer_files") or []
+    check_overlaps([(name, Path(listing)) for name, listing in zip(ctx.inputs["layer_names"], listings, strict=True)
+                    if listing is not None])
     descriptors, diff_ids, history = [], [], []
     for layer in base["layers"]:
         path = Path(layer["blob"])
@@ -42,12 +56,13 @@ def assemble_image(ctx: ExecContext) -> dict[str, Any]:
         descriptors.append({"mediaType": media.LAYER_TAR, "digest": blob_digest(path), "size": path.stat().st_size})
         diff_ids.append(blob_digest(path))
         history.append({"created": EPOCH, "created_by": f"graphbuild {name}"})
-    env = _merge_env(base.get("env", []), ctx.inputs["env"])
+    runtime = runtime_config(base.get("env", []), ctx.inputs["env"])
     config = {
         "architecture": ctx.inputs.get("architecture", "amd64"),
         "os": "linux",
         "created": EPOCH,
-        "config": {"Env": env, "Cmd": ctx.inputs["cmd"], "WorkingDir": "/", "Labels": ctx.inputs["labels"]},
+        "config": {"Env": runtime["Env"], "Cmd": ctx.inputs["cmd"], "WorkingDir": runtime["WorkingDir"],
+                   "Labels": ctx.inputs["labels"]},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
         "history": history,
     }
@@ -70,6 +85,37 @@ def assemble_image(ctx: ExecContext) -> dict[str, Any]:
     size = sum(d["size"] for d in descriptors) + len(config_bytes)
     return {"digest": digest, "config_digest": media.sha256_digest(config_bytes), "size": size,
             "layers": [d["digest"] for d in descriptors]}
+
+
+#: How many overwritten paths a failure lists in its message (all of them go to the details).
+_SHOWN = 5
+
+
+def check_overlaps(layers: list[tuple[str, Path]]) -> None:
+    """Refuse layers that replace a file of a layer under them with something else.
+
+    Each listing is `{"entries": [[kind, path, detail], ...]}` (kind `d`, `f` with the content
+    digest and mode, or `l` with the link target). Directories may be shared; the same file
+    with the same bytes in two layers (a namespace package's `__init__.py`) is no conflict.
+    """
+    seen: dict[str, tuple[str, str, Any]] = {}
+    conflicts: list[str] = []
+    for name, listing in layers:
+        for kind, path, detail in json.loads(listing.read_bytes())["entries"]:
+            previous = seen.get(path)
+            if previous is None:
+                seen[path] = (name, kind, detail)
+            elif (kind, detail) != previous[1:]:
+                what = "a directory" if previous[1] == "d" else "a file" if previous[1] == "f" else "a symlink"
+                conflicts.append(f"layer {name} overwrites /{path} ({what} of layer {previous[0]})")
+    if conflicts:
+        more = f" (and {len(conflicts) - _SHOWN} more)" if len(conflicts) > _SHOWN else ""
+        raise ActionFailed(
+            "layers overwrite each other's files: " + "; ".join(conflicts[:_SHOWN]) + more,
+            details="\n".join(conflicts) + "\nTwo layers ship the same path with different content: usually "
+            "one distribution locked twice, or two distributions shipping the same module. Every path may come "
+            "from one layer only (shadowing is not supported).",
+            deterministic=True, metadata={"overwritten": conflicts})
 
 
 def write_layout(blob_root: Path, index_bytes: bytes, digest: str) -> Path:

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from graphbuild.api import Field, NodeHandle, OutputRef, Provider, RuleContext
+from graphbuild.api import Field, Located, NodeHandle, OutputRef, Provider, RuleContext
 from graphbuild.rules.oci import reference
 from graphbuild.rules.oci.base_image import BaseImageInfo
+from graphbuild.rules.oci.container import container_spec_for_tests
 from graphbuild.rules.oci.docker_engine import load_image
-from graphbuild.rules.oci.image import assemble_image
+from graphbuild.rules.oci.image import assemble_image, runtime_config
 from graphbuild.rules.oci.push import push_image
 from graphbuild.rules.python.image_tests import pytest_command, run_library_tests
+from graphbuild.rules.python.layers import LAYER_FORMAT, build_layer, build_venv_layer
 
 
 class ImageInfo(Provider):
@@ -33,20 +35,23 @@ class ImageInfo(Provider):
 
 
 def declare_image(ctx: RuleContext, attrs: Any, info: Any, base: BaseImageInfo, layers: list[NodeHandle],
-                  runner: NodeHandle | None, sources: dict[str, dict[str, Any]], runner_closure: list[str],
-                  lock_digest: str) -> ImageInfo:
+                  runner: NodeHandle | None, sources: dict[str, dict[str, Any]], runner_closure: list[str]
+                  ) -> ImageInfo:
     name = f"{ctx.package}/{ctx.label.name}".strip("/")
-    env = {"PATH": f"{attrs.prefix}/bin:$PATH", "VIRTUAL_ENV": attrs.prefix, "LANG": "C.UTF-8", **attrs.env}
-    labels = {"org.graphbuild.target": str(ctx.label), "org.graphbuild.lock": f"{info.lock_path} sha256:{lock_digest}",
-              "org.graphbuild.layers": ",".join(info.layer_names)}
+    env = image_env(attrs)
+    # only what the image's content and identity determine: a relock that changes nothing the
+    # image holds must give the same image digest
+    labels = {"org.graphbuild.target": str(ctx.label), "org.graphbuild.layers": ",".join(info.layer_names)}
     base_input = {"label": base.label, "digest": base.digest, "env": list(base.env),
                   "layers": [dict(layer) for layer in base.layers]}
     layer_refs = [h.output("layer.tar") for h in layers]
+    layer_files = [h.output("files.json") for h in layers]
     common = {"base": base_input, "env": env, "cmd": list(attrs.cmd), "labels": labels,
               "architecture": base.architecture}
     image = ctx.action("image", executor=assemble_image, outputs=["config.json", "manifest.json", "index.json"],
                        kind="oci.image", inputs={**common, "layers": layer_refs, "layer_names": list(info.layer_names),
-                                                 "name": name})
+                                                 "name": name},
+                       unkeyed={"layer_files": layer_files})
     all_blobs = [layer["blob"] for layer in base.layers] + layer_refs
     test_nodes: list[NodeHandle] = []
     if info.libraries:
@@ -55,7 +60,8 @@ def declare_image(ctx: RuleContext, attrs: Any, info: Any, base: BaseImageInfo, 
             "image.test", executor=assemble_image, outputs=["config.json", "manifest.json", "index.json"],
             kind="oci.image", phase="test",
             inputs={**common, "layers": test_layers, "name": f"{name}-test",
-                    "layer_names": [*info.layer_names, *(["layer.testrunner"] if runner else [])]})
+                    "layer_names": [*info.layer_names, *(["layer.testrunner"] if runner else [])]},
+            unkeyed={"layer_files": layer_files + ([runner.output("files.json")] if runner else [])})
         # The test image is loaded by the first test that runs in it: when every test result
         # comes from a cache, the Docker engine is not needed at all.
         where = {"image_config": test_image.output("config.json"), "image_index": test_image.output("index.json"),
@@ -79,26 +85,38 @@ def declare_image(ctx: RuleContext, attrs: Any, info: Any, base: BaseImageInfo, 
                      index=image.output("index.json"), blobs=tuple(all_blobs), tests=tuple(n.id for n in test_nodes))
 
 
+def image_env(attrs: Any) -> dict[str, str]:
+    """The environment's own variables of its image (the base image's come under them)."""
+    return {"PATH": f"{attrs.prefix}/bin:$PATH", "VIRTUAL_ENV": attrs.prefix, "LANG": "C.UTF-8", **attrs.env}
+
+
 def _test_node(ctx: RuleContext, attrs: Any, info: Any, base: BaseImageInfo, library: Any, source: dict[str, Any],
                runner_closure: list[str], test_image: NodeHandle, where: dict[str, Any]) -> NodeHandle:
+    """A library's tests in the test image, keyed on everything that reaches the test process
+    except the packages outside the library's closure (README: "what a test's key holds")."""
     command = list(library.test_command) or pytest_command(list(library.tests))
     inputs: dict[str, Any] = {
-        **source,
+        **source,  # the test files (and the rest of the library's tree) staged for the tests
+        "wheel": info.wheels[library.label]["wheel"],  # the bytes under test, not the sources they came from
+        "tests": list(library.tests),
         "command": command,
-        "timeout": attrs.test_timeout,
+        "timeout": ctx.located("test_timeout"),
+        "container": Located(container_spec_for_tests(attrs.resources, attrs.test_user),
+                             ctx.attr_location("resources")),
+        "runtime": Located(runtime_config(list(base.env), image_env(attrs)), ctx.attr_location("env")),
         "base": base.digest,
         "python": attrs.python,
         "prefix": attrs.prefix,
+        "interpreter": attrs.interpreter,
+        "bytecode": attrs.bytecode,
+        "layer_format": f"{LAYER_FORMAT} {build_layer.ident} {build_venv_layer.ident}",
     }
-    closure = info.closures.get(library.label, [])
-    for package in closure:
-        inputs[f"pkg:{package}"] = f"{package} {info.packages[package]['version']} {info.packages[package]['sha256']}"
+    for package in info.closures.get(library.label, []):
+        inputs[f"pkg:{package}"] = _installed(info, package)
     for package in runner_closure:
-        locked = info.packages[package]
-        inputs[f"runner:{package}"] = f"{package} {locked['version']} {locked['sha256']}"
-    for dep in library.deps:
-        dep_info = next(lib for lib in info.libraries if lib.label == dep)
-        inputs[f"libdep:{dep}"] = dep_info.wheel["wheel"] if dep_info.wheel else dep
+        inputs[f"runner:{package}"] = _installed(info, package)
+    for dep in info.library_deps.get(library.label, []):
+        inputs[f"libdep:{dep}"] = info.wheels[dep]["wheel"]
     if library.test_scope == "image":
         inputs["image"] = test_image.output("manifest.json")
     short = library.label.rsplit(":", 1)[-1]
@@ -109,3 +127,13 @@ def _test_node(ctx: RuleContext, attrs: Any, info: Any, base: BaseImageInfo, lib
         # the image it runs in and the environment it reports are not what the result depends on
         unkeyed=where,
     )
+
+
+def _installed(info: Any, package: str) -> Any:
+    """What the layers install for a package: the locked wheel (URL and sha256), or the wheel
+    built from its sdist (by digest)."""
+    found = info.installed.get(package)
+    if found is not None:
+        return found
+    locked = info.packages[package]
+    return f"{package} {locked['version']} {locked['sha256']}"

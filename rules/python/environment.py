@@ -10,12 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.version import InvalidVersion
+from pydantic import field_validator
+
 from graphbuild.api import (
     Attrs,
     DefaultInfo,
     Field,
     LabelAttr,
     Located,
+    Location,
     NodeHandle,
     OutputRef,
     Provider,
@@ -24,12 +29,14 @@ from graphbuild.api import (
     rule,
 )
 from graphbuild.rules.oci.base_image import BaseImageInfo
+from graphbuild.rules.oci.container import DEFAULT_TEST_USER, Resources, check_user
 from graphbuild.rules.python import lockfile, platforms
 from graphbuild.rules.python.env_image import declare_image
-from graphbuild.rules.python.layers import DEFAULT_PREFIX, LAYER_FORMAT, build_layer, build_venv_layer
-from graphbuild.rules.python.locking import LIBRARIES_GROUP, TEST_RUNNER_GROUP, lock_environment
+from graphbuild.rules.python.layers import DEFAULT_PREFIX, LAYER_FORMAT, LAYER_OUTPUTS, build_layer, build_venv_layer
+from graphbuild.rules.python.lockfile import LIBRARIES_GROUP, TEST_RUNNER_GROUP
+from graphbuild.rules.python.locking import lock_environment
 from graphbuild.rules.python.providers import PyLayerInfo, PyLibraryInfo
-from graphbuild.rules.python.requirements import name_of
+from graphbuild.rules.python.requirements import canonicalize_name, name_of
 from graphbuild.rules.python.wheels import wheel_from_git, wheel_from_sdist
 
 
@@ -51,6 +58,18 @@ class EnvironmentAttrs(Attrs):
     test_timeout: float = Field(default=600, description="Seconds a library's tests may take in the image.")
     env: dict[str, str] = Field(default={}, description="Environment variables of the image.")
     cmd: list[str] = Field(default=["python"], description="The image's default command.")
+    resources: Resources = Field(default_factory=Resources, description="Limits of the containers the "
+                                 "environment's tests run in: {\"cpus\": 2, \"memory\": \"4g\", \"pids\": 512}; "
+                                 "unset keys keep their defaults (memory 4g, pids 512, cpus unlimited), "
+                                 "None lifts one.")
+    test_user: str = Field(default=DEFAULT_TEST_USER, description="Who the tests run as: UID:GID (default "
+                           "65534:65534, nobody, no capabilities), or \"root\" for tests that need it (uid 0 with the "
+                           "engine's default capabilities).")
+
+    @field_validator("test_user")
+    @classmethod
+    def _test_user(cls, value: str) -> str:
+        return check_user(value)
 
 
 class EnvironmentInfo(Provider):
@@ -66,6 +85,11 @@ class EnvironmentInfo(Provider):
     libraries: tuple[PyLibraryInfo, ...]
     packages: dict[str, dict] = Field(description="canonical name -> {version, sha256} of every locked package")
     closures: dict[str, list[str]] = Field(description="library label -> packages in its dependency closure")
+    installed: dict[str, Any] = Field(default={}, description="canonical name -> what its layer installs (the "
+                                      "locked wheel, or the wheel built from its sdist): the test nodes key on it")
+    wheels: dict[str, dict] = Field(default={}, description="library label -> {'wheel', 'filename'} of its wheel")
+    library_deps: dict[str, list[str]] = Field(default={}, description="library label -> the other libraries "
+                                               "of the environment it needs, directly or not")
 
 
 @rule(attrs=EnvironmentAttrs, version=1)
@@ -79,20 +103,23 @@ def environment(ctx: RuleContext, attrs: EnvironmentAttrs) -> list[Provider]:
     libraries = _libraries(ctx, attrs)
     spec, where = _spec(ctx, attrs, stack, libraries)
     name = lockfile.lock_name(ctx.label.name)
+    # the lines requirements are written on are for messages only: never in the key (a comment
+    # added at the top of BUILD.envs changes no lock)
     ctx.action("lock", executor=lock_environment, phase="lock", kind="environment.lock",
-               inputs={"spec": spec, "where": where, "lock_name": name})
+               inputs={"spec": spec, "lock_name": name}, unkeyed={"where": where})
     if ctx.locking:
         return [DefaultInfo()]
-    lock = _read_lock(ctx, name, spec, where)
+    lock = _read_lock(ctx, name, spec, where, libraries)
     lock_file = ctx.file(name)
     common = {"python": attrs.python, "platform": attrs.platform, "format": LAYER_FORMAT,
               "prefix": attrs.prefix, "bytecode": attrs.bytecode}
     layers: list[NodeHandle] = [ctx.action(
-        "layer.venv", executor=build_venv_layer, outputs=["layer.tar"], kind="python.venv_layer",
+        "layer.venv", executor=build_venv_layer, outputs=LAYER_OUTPUTS, kind="python.venv_layer",
         inputs={"python": attrs.python, "prefix": attrs.prefix, "interpreter": attrs.interpreter,
                 "format": LAYER_FORMAT})]
     via = _requirement_of(lock, stack, libraries)
     runner: NodeHandle | None = None
+    installed: dict[str, Any] = {}
     for group in lock.layers:
         if not group["packages"]:
             continue
@@ -100,25 +127,28 @@ def environment(ctx: RuleContext, attrs: EnvironmentAttrs) -> list[Provider]:
             group["label"], group["label"].rsplit(":", 1)[-1])
         inputs: dict[str, Any] = dict(common)
         for package in group["packages"]:
-            inputs[f"pkg:{package}"] = _package_input(ctx, lock, package, attrs, via.get(package))
-        handle = ctx.action(f"layer.{short}", executor=build_layer, inputs=inputs, outputs=["layer.tar"],
+            installed[package] = inputs[f"pkg:{package}"] = _package_input(ctx, lock, package, attrs, via.get(package))
+        handle = ctx.action(f"layer.{short}", executor=build_layer, inputs=inputs, outputs=LAYER_OUTPUTS,
                             kind="python.layer", description=f"layer {short} of {ctx.label}")
         if group["label"] == TEST_RUNNER_GROUP:
             runner = handle
         else:
             layers.append(handle)
     sources: dict[str, Any] = {}
+    wheels: dict[str, dict] = {}
     for library in libraries:
         if library.wheel:
-            wheel = library.wheel
+            wheel = dict(library.wheel)
             sources[library.label] = {"sources": list(library.files), "source_root": library.root}
         else:
             wheel = _git_wheel(ctx, library, lock)
             sources[library.label] = {"sources": wheel.pop("source"), "source_root": ""}
+        wheels[library.label] = wheel
+        # keyed on the wheel's bytes alone: the same wheel under two target names is one layer
         layers.append(ctx.action(
-            f"lib.{library.label.rsplit(':', 1)[-1]}", executor=build_layer, outputs=["layer.tar"],
-            kind="python.library_layer",
-            inputs={**common, f"pkg:{library.name}": {"name": library.name, **wheel}}))
+            f"lib.{library.label.rsplit(':', 1)[-1]}", executor=build_layer, outputs=LAYER_OUTPUTS,
+            kind="python.library_layer", inputs={**common, "pkg:library": wheel},
+            description=f"layer of library {library.label} in {ctx.label}"))
     closures = {lib.label: lock.closure(_requirement_names(lib, lock)) for lib in libraries}
     info = EnvironmentInfo(
         label=str(ctx.label), layers=tuple(h.output("layer.tar") for h in layers),
@@ -126,13 +156,13 @@ def environment(ctx: RuleContext, attrs: EnvironmentAttrs) -> list[Provider]:
         lock_path=lock_file.path, lock_digest=lock_file.digest, libraries=tuple(libraries),
         packages={n: {"version": p.get("version", ""), "sha256": _wheel_sha(p, attrs)}
                   for n, p in lock.packages.items()},
-        closures=closures,
+        closures=closures, installed=installed, wheels=wheels, library_deps=_library_deps(libraries, lock),
     )
     if attrs.base is None:
         return [info, DefaultInfo()]
     base = ctx.provider(attrs.base, BaseImageInfo, attr="base")
     runner_closure = lock.closure([name_of(r) for r in attrs.test_runner])
-    image = declare_image(ctx, attrs, info, base, layers, runner, sources, runner_closure, lock_file.digest)
+    image = declare_image(ctx, attrs, info, base, layers, runner, sources, runner_closure)
     return [info, image, DefaultInfo(files=image.files)]
 
 
@@ -159,12 +189,14 @@ def _libraries(ctx: RuleContext, attrs: EnvironmentAttrs) -> list[PyLibraryInfo]
 
 def _spec(ctx: RuleContext, attrs: EnvironmentAttrs, stack: list, libraries: list[PyLibraryInfo]
           ) -> tuple[dict[str, Any], dict[str, str]]:
+    """What the lock is made from, normalised (a requirement list is a set), and where each
+    requirement and library was written (for messages)."""
     where: dict[str, str] = {}
     layers = []
     for label, reqs in stack:
         layers.append({"label": label, "requirements": [r.value for r in reqs]})
         for r in reqs:
-            where[f"{label}|{r.value}"] = str(r.location)
+            where.setdefault(f"{label}|{r.value}", str(r.location))
     libs = []
     for lib in libraries:
         entry: dict[str, Any] = {"label": lib.label, "name": lib.name,
@@ -172,34 +204,68 @@ def _spec(ctx: RuleContext, attrs: EnvironmentAttrs, stack: list, libraries: lis
         if lib.git:
             entry["git"] = lib.git
         for r in lib.requirements:
-            where[f"{LIBRARIES_GROUP}|{r.value}"] = str(r.location)
+            where.setdefault(f"{LIBRARIES_GROUP}|{r.value}", str(r.location))
         where[lib.label] = str(ctx.attr_location("libraries"))
         libs.append(entry)
     spec = {"python": attrs.python, "platform": attrs.platform, "layers": layers, "libraries": libs,
             "test_runner": list(attrs.test_runner) if attrs.base else []}
     for index, requirement in enumerate(attrs.test_runner):
-        where[f"{TEST_RUNNER_GROUP}|{requirement}"] = str(ctx.attr_location(f"test_runner[{index}]"))
-    return spec, where
+        where.setdefault(f"{TEST_RUNNER_GROUP}|{requirement}", str(ctx.attr_location(f"test_runner[{index}]")))
+    return lockfile.normalise_spec(spec), where
 
 
-def _read_lock(ctx: RuleContext, name: str, spec: dict[str, Any], where: dict[str, str]) -> lockfile.Lock:
+def _read_lock(ctx: RuleContext, name: str, spec: dict[str, Any], where: dict[str, str],
+               libraries: list[PyLibraryInfo]) -> lockfile.Lock:
     relock = f"run 'graphbuild lock {ctx.label}' (or pass --relock)"
     path = f"{ctx.package}/{name}".lstrip("/")
     if not (ctx.workspace_root / path).is_file():
         raise SpecError(f"{ctx.label} has no lock file {path}", location=ctx.attr_location(), hint=relock)
     try:
         lock = lockfile.parse(ctx.read_text(name))
-    except (ValueError, KeyError) as err:
-        raise SpecError(f"{path} is not a valid graphbuild lock: {err}", location=ctx.attr_location(),
-                        hint=relock) from None
-    locked_spec = {k: v for k, v in lock.spec.items()}
-    current = dict(spec)
-    # git libraries are compared by what the spec says (branch), not the commit the lock found
-    if locked_spec != current:
-        changes = lockfile.spec_changes(locked_spec, current, where)
+    except lockfile.LockInvalid as err:
+        first = err.problems[0]
+        listed = "".join(f"\n  {path}:{p.line}: {p.message}" if p.line else f"\n  {path}: {p.message}"
+                         for p in err.problems)
+        count = f"{len(err.problems)} problems" if len(err.problems) > 1 else "1 problem"
+        raise SpecError(f"the lock of {ctx.label} is not valid ({count}); it was edited or damaged:{listed}",
+                        location=Location(path, first.line),
+                        hint=f"run 'graphbuild lock {ctx.label}' to write it again from the spec") from None
+    # git libraries are compared by what the spec says (branch), not the commit the lock found;
+    # sets (requirements, libraries) are compared as sets
+    if lockfile.normalise_spec(lock.spec) != spec:
+        changes = lockfile.spec_changes(lock.spec, spec, where)
         raise SpecError(f"the lock of {ctx.label} ({path}) is out of date: " + "; ".join(changes),
                         location=ctx.attr_location(), hint=relock)
+    for library in libraries:
+        _check_library_version(ctx, lock, library, spec, path, relock)
     return lock
+
+
+def _check_library_version(ctx: RuleContext, lock: lockfile.Lock, library: PyLibraryInfo, spec: dict[str, Any],
+                           path: str, relock: str) -> None:
+    """A library others depend on was checked against them at the version the lock recorded:
+    a new version must still be accepted (by the spec's requirements naming it, which are
+    checked here; a locked package that depends on it means the lock is checked again)."""
+    locked = lock.libraries.get(library.label, {})
+    if not locked.get("required_by") or not library.version or locked.get("version") in (None, library.version):
+        return
+    packages = [who for who in locked["required_by"] if who in lock.packages]
+    named = [r for layer in spec["layers"] for r in layer["requirements"]]
+    named += [r for lib in spec["libraries"] for r in lib["requirements"]] + list(spec["test_runner"])
+    refused = [r for r in named if _refuses(r, library.name, library.version)]
+    if packages or refused:
+        who = ", ".join([*packages, *(repr(r) for r in refused)])
+        raise SpecError(f"the lock of {ctx.label} ({path}) is out of date: library {library.label} is version "
+                        f"{library.version} now, the lock checked {locked['version']} against {who}",
+                        location=ctx.attr_location("libraries"), hint=relock)
+
+
+def _refuses(requirement: str, name: str, version: str) -> bool:
+    try:
+        parsed = Requirement(requirement)
+        return name_of(requirement) == name and not parsed.specifier.contains(version, prereleases=True)
+    except (InvalidRequirement, InvalidVersion):
+        return False
 
 
 def _requirement_of(lock: lockfile.Lock, stack: list, libraries: list[PyLibraryInfo]) -> dict[str, Located]:
@@ -244,7 +310,12 @@ def _git_wheel(ctx: RuleContext, library: PyLibraryInfo, lock: lockfile.Lock) ->
         outputs=["wheel", "filename", "source.tar"],
         kind="git_library.wheel",
         inputs={"url": library.git["url"], "subdir": library.git["subdir"],
-                "package": library.label.split(":")[0].removeprefix("//"),
+                # where a relative url is relative to; an absolute one needs no package, and
+                # keying it would split one commit's wheel between packages
+                "package": library.label.split(":")[0].removeprefix("//")
+                if library.git["url"].startswith(("./", "../")) else "",
+                # the version the lock recorded (from git tags, for many): handed to the build
+                "name": locked.get("name", ""), "version": locked.get("version", ""),
                 "commit": Located(locked["commit"], ctx.attr_location("libraries"),
                                   display=f"{library.git['ref_kind']} {library.git['ref']} at {locked['commit']}")})
     return {"wheel": node.output("wheel"), "filename": node.output("filename"), "source": node.output("source.tar")}
@@ -255,6 +326,27 @@ def _requirement_names(library: PyLibraryInfo, lock: lockfile.Lock) -> list[str]
     if library.kind == "git":
         return [name_of(r) for r in lock.libraries.get(library.label, {}).get("requirements", [])]
     return [name_of(r.value) for r in library.requirements]
+
+
+def _library_deps(libraries: list[PyLibraryInfo], lock: lockfile.Lock) -> dict[str, list[str]]:
+    """For each library, the environment's other libraries it needs: its `deps`, and those its
+    requirements name (featurize requiring textstats), followed transitively."""
+    by_name = {canonicalize_name(lock.libraries.get(lib.label, {}).get("name") or lib.name): lib.label
+               for lib in libraries}
+    direct = {lib.label: {*lib.deps, *(by_name[n] for n in _requirement_names(lib, lock) if n in by_name)}
+              for lib in libraries}
+    found: dict[str, list[str]] = {}
+    for label in direct:
+        seen: set[str] = set()
+        todo = sorted(direct[label])
+        while todo:
+            dep = todo.pop()
+            if dep in seen or dep == label or dep not in direct:
+                continue
+            seen.add(dep)
+            todo.extend(sorted(direct[dep]))
+        found[label] = sorted(seen)
+    return found
 
 
 def _wheel_sha(entry: dict, attrs: EnvironmentAttrs) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import tomllib
 from pathlib import Path
@@ -51,9 +52,32 @@ def checkout(url: str, commit: str, dest: Path) -> Path:
     return dest
 
 
+def pretend_version_env(name: str, version: str) -> dict[str, str]:
+    """Environment variables through which the tag-based version plugins take a version as
+    given instead of asking git (setuptools-scm and hatch-vcs, which uses it; vcs-versioning,
+    setuptools-scm's core; pdm-backend; poetry- and uv-dynamic-versioning): the version the
+    lock recorded, so the same commit gives the same wheel wherever it is built."""
+    upper = re.sub(r"[-_.]+", "_", name).upper()
+    return {
+        f"SETUPTOOLS_SCM_PRETEND_VERSION_FOR_{upper}": version,
+        f"VCS_VERSIONING_PRETEND_VERSION_FOR_{upper}": version,
+        # hatch-vcs does not pass the distribution name to setuptools-scm: only the unnamed
+        # variable reaches it (a build dependency built from an sdist would see it too; they
+        # are wheels in practice)
+        "SETUPTOOLS_SCM_PRETEND_VERSION": version,
+        "PDM_BUILD_SCM_VERSION": version,
+        "POETRY_DYNAMIC_VERSIONING_BYPASS": version,
+        "UV_DYNAMIC_VERSIONING_BYPASS": version,
+    }
+
+
 def project_table(tree: Path, subdir: str) -> dict:
     path = tree / subdir / "pyproject.toml" if subdir else tree / "pyproject.toml"
+    """The `[project]` table ({} without a pyproject.toml: a setup.py project, whose metadata
+    only its build gives)."""
     try:
         return tomllib.loads(path.read_text()).get("project", {})
+    except FileNotFoundError:
+        return {}
     except (OSError, tomllib.TOMLDecodeError) as err:
         raise ActionFailed(f"cannot read {path.name} of the library: {err}", bad_input=True) from None

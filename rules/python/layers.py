@@ -3,31 +3,39 @@
 Files land where the image's environment expects them (`<prefix>/lib/pythonX.Y/site-packages`,
 console scripts in `<prefix>/bin` with `#!<prefix>/bin/python`); nothing of the host leaks in
 (no host paths, no mtimes, no `__pycache__` compiled by the host unless asked, hash-based then).
+Each layer also writes `files.json`, its file list with content digests, which image assembly
+uses to refuse layers that overwrite each other.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import xxhash
+
 from graphbuild.api import ActionFailed, ExecContext, executor
 from graphbuild.rules.python.uv import run_uv
-from graphbuild.rules.tarball import write_entries, write_tree
+from graphbuild.rules.tarball import walk_sorted, write_entries, write_tree
 
 #: Bump when the layout of a layer changes (paths, modes, what is stripped).
 LAYER_FORMAT = 1
 DEFAULT_PREFIX = "/opt/env"
+#: The outputs of every layer node: the tar and its file list.
+LAYER_OUTPUTS = ("layer.tar", "files.json")
 
 
 def site_packages(prefix: str, python: str) -> str:
     return f"{prefix}/lib/python{python}/site-packages"
 
 
-@executor("python.layer", version=3)
+@executor("python.layer", version=4)
 def build_layer(ctx: ExecContext) -> dict[str, Any]:
     python, platform, prefix = ctx.inputs["python"], ctx.inputs["platform"], ctx.inputs["prefix"]
     packages = {k.removeprefix("pkg:"): v for k, v in ctx.inputs.items() if k.startswith("pkg:")}
@@ -68,11 +76,38 @@ def build_layer(ctx: ExecContext) -> dict[str, Any]:
     if ctx.inputs.get("bytecode"):
         _compile(ctx, root, python)
     sha = write_tree(root, ctx.out("layer.tar"))
-    count = sum(1 for _ in root.rglob("*"))
+    count = write_listing(ctx.out("files.json"), _tree_entries(root))
     return {"sha256": sha, "entries": count, "packages": sorted(packages)}
 
 
-@executor("python.venv", version=1)
+def _tree_entries(root: Path) -> list[list[Any]]:
+    """[kind, path, detail] of everything under `root`, as the layer's tar holds it."""
+    entries: list[list[Any]] = []
+    for name, path in walk_sorted(root):
+        st = path.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            entries.append(["l", name, os.readlink(path)])
+        elif stat.S_ISDIR(st.st_mode):
+            entries.append(["d", name, None])
+        else:
+            entries.append(["f", name, f"{_file_digest(path)} {'755' if st.st_mode & 0o111 else '644'}"])
+    return entries
+
+
+def _file_digest(path: Path) -> str:
+    digest = xxhash.xxh3_128()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_listing(dest: Path, entries: list[list[Any]]) -> int:
+    dest.write_text(json.dumps({"entries": entries}, separators=(",", ":")) + "\n")
+    return len(entries)
+
+
+@executor("python.venv", version=2)
 def build_venv_layer(ctx: ExecContext) -> dict[str, Any]:
     """The environment's skeleton: a venv at the prefix using the base image's interpreter."""
     prefix, python, interpreter = ctx.inputs["prefix"], ctx.inputs["python"], ctx.inputs["interpreter"]
@@ -84,6 +119,11 @@ def build_venv_layer(ctx: ExecContext) -> dict[str, Any]:
     links = {f"{base}/bin/python": interpreter, f"{base}/bin/python3": "python",
              f"{base}/bin/python{python}": "python", f"{base}/lib64": "lib"}
     sha = write_entries(ctx.out("layer.tar"), files, links)
+    entries: list[list[Any]] = [["f", name, f"{xxhash.xxh3_128_hexdigest(data)} {mode:o}"]
+                                for name, (data, mode) in files.items()]
+    entries += [["l", name, target] for name, target in links.items()]
+    dirs = {"/".join(name.split("/")[:i]) for name, *_ in entries for i in range(1, name.count("/") + 1)}
+    write_listing(ctx.out("files.json"), sorted([*entries, *(["d", d, None] for d in dirs)], key=lambda e: e[1]))
     return {"sha256": sha}
 
 

@@ -20,6 +20,7 @@ class PyLibraryInfo(Provider):
     label: str
     name: str = Field(description="Distribution name (from pyproject.toml for in-repo libraries).")
     kind: str = Field(description="'local' (in the workspace) or 'git'.")
+    version: str = Field(default="", description="Version from pyproject.toml (local, when not dynamic).")
     requirements: tuple[Located, ...] = Field(default=(), description="Declared dependencies (local libraries).")
     files: tuple[FileRef, ...] = Field(default=(), description="Source files, .gitignore respected (local).")
     root: str = Field(default="", description="Workspace path of the library's directory (local).")

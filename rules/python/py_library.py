@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from graphbuild.api import Attrs, Field, LabelAttr, Located, Location, RuleContext, rule
+from graphbuild.api import Attrs, Field, LabelAttr, Located, Location, RelativeDir, RelativePath, RuleContext, rule
 from graphbuild.rules.python import requirements
 from graphbuild.rules.python.providers import PyLibraryInfo
 from graphbuild.rules.python.sources import library_files
@@ -15,7 +15,8 @@ from graphbuild.rules.python.wheels import wheel_from_workspace
 
 
 class _TestAttrs(Attrs):
-    tests: list[str] = Field(default=["tests"], description="Test files or directories, relative to the library.")
+    tests: list[RelativePath] = Field(default=["tests"], description="Test files or directories, relative to the "
+                                      "library (no '..').")
     test_command: list[str] = Field(default=[], description="Command running the tests inside the image; "
                                     "default: python -m pytest TESTS.")
     test_scope: Literal["closure", "image"] = Field(
@@ -46,12 +47,13 @@ def py_library(ctx: RuleContext, attrs: PyLibraryAttrs) -> PyLibraryInfo:
         requirements.parse(text_req, loc, owner=f"py_library '{ctx.label.name}'")
         reqs.append(Located(text_req, loc))
     root = ctx.workspace_root / ctx.package
-    files = tuple(ctx.file(p.relative_to(root).as_posix()) for p in library_files(root))
+    files = tuple(ctx.file(p.relative_to(root).as_posix()) for p in library_files(ctx.workspace_root, ctx.package))
     wheel = ctx.action("wheel", executor=wheel_from_workspace,
                        inputs={"files": list(files), "root": ctx.package}, outputs=["wheel", "filename"],
                        kind="py_library.wheel")
     return PyLibraryInfo(
         label=str(ctx.label), name=requirements.canonicalize_name(project["name"]), kind="local",
+        version=str(project.get("version", "")) if "version" not in project.get("dynamic", []) else "",
         requirements=tuple(reqs), files=files, root=ctx.package, tests=tuple(attrs.tests),
         test_command=tuple(attrs.test_command), test_scope=attrs.test_scope,
         wheel={"wheel": wheel.output("wheel"), "filename": wheel.output("filename")},
@@ -64,7 +66,7 @@ class GitLibraryAttrs(_TestAttrs):
     branch: str | None = Field(default=None, description="Follow this branch (resolved to a commit at lock time).")
     tag: str | None = Field(default=None, description="Use this tag.")
     commit: str | None = Field(default=None, description="Use exactly this commit.")
-    subdir: str = Field(default="", description="Directory of the library inside the repository.")
+    subdir: RelativeDir = Field(default="", description="Directory of the library inside the repository (no '..').")
 
     @model_validator(mode="after")
     def _one_ref(self) -> GitLibraryAttrs:

@@ -13,8 +13,8 @@ from graphbuild.rules.python.uv import run_uv
 
 @dataclass
 class Resolution:
-    pins: dict[str, str]  # canonical name -> version
-    parents: dict[str, set[str]]  # canonical name -> names (or "-r file") that pulled it in
+    pins: dict[str, str]  # canonical name -> version (index packages only)
+    parents: dict[str, set[str]]  # canonical name -> names (or "-r file") that pulled it in, sources too
 
 
 class ResolutionError(Exception):
@@ -23,7 +23,7 @@ class ResolutionError(Exception):
         self.explanation = explanation
 
 
-_PIN_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s#;]+)")
+_PIN_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?(?:==([^\s#;]+)| @ \S+)")
 
 
 def _common(python: str, platform: str) -> list[str]:
@@ -31,12 +31,15 @@ def _common(python: str, platform: str) -> list[str]:
 
 
 def resolve(groups: dict[str, list[str]], constraints: dict[str, str], *, python: str, platform: str,
-            workdir: Path) -> Resolution:
-    """Resolve the union of requirement groups (one `-r` file each), pinned to `constraints`."""
+            workdir: Path, sources: dict[str, Path] | None = None, env: dict[str, str] | None = None) -> Resolution:
+    """Resolve the union of requirement groups (one `-r` file each), pinned to `constraints`.
+
+    `sources` (name -> project directory) are distributions built from source, never taken
+    from the index: whoever depends on one gets that build, if its version satisfies them."""
     args = ["pip", "compile", *_write_groups(groups, workdir), "--annotation-style", "line",
             *_common(python, platform)]
-    args += _constraint_args(constraints, workdir)
-    proc = run_uv(args, cwd=workdir)
+    args += _constraint_args(constraints, workdir, sources)
+    proc = run_uv(args, cwd=workdir, env=env)
     if proc.returncode != 0:
         raise ResolutionError(_explanation(proc.stderr))
     pins: dict[str, str] = {}
@@ -46,21 +49,23 @@ def resolve(groups: dict[str, list[str]], constraints: dict[str, str], *, python
         if not match:
             continue
         name = canonicalize_name(match.group(1))
-        pins[name] = match.group(2)
+        if match.group(2):  # `name @ url`: one of `sources`, not a pin
+            pins[name] = match.group(2)
         via = line.split("# via", 1)[1] if "# via" in line else ""
-        parents[name] = {p.strip() if p.strip().startswith("-r") else canonicalize_name(p.strip())
+        parents[name] = {p.strip() if p.strip().startswith("-") else canonicalize_name(p.strip())
                          for p in via.split(",") if p.strip()}
     return Resolution(pins, parents)
 
 
 def pylock(groups: dict[str, list[str]], pins: dict[str, str], *, python: str, platform: str,
-           workdir: Path) -> str:
-    """The PEP 751 document uv writes for exactly `pins` (hashes, URLs, sizes)."""
+           workdir: Path, sources: dict[str, Path] | None = None, env: dict[str, str] | None = None) -> str:
+    """The PEP 751 document uv writes for exactly `pins` (hashes, URLs, sizes); the `sources`
+    appear as `directory` entries."""
     output = workdir / "pylock.toml"
     output.unlink(missing_ok=True)
     args = ["pip", "compile", *_write_groups(groups, workdir), "--format", "pylock.toml", "-o", output.name,
-            *_common(python, platform), *_constraint_args(pins, workdir)]
-    proc = run_uv(args, cwd=workdir)
+            *_common(python, platform), *_constraint_args(pins, workdir, sources)]
+    proc = run_uv(args, cwd=workdir, env=env)
     if proc.returncode != 0:
         raise ResolutionError(_explanation(proc.stderr))
     return output.read_text()
@@ -75,11 +80,13 @@ def _write_groups(groups: dict[str, list[str]], workdir: Path) -> list[str]:
     return files
 
 
-def _constraint_args(constraints: dict[str, str], workdir: Path) -> list[str]:
-    if not constraints:
+def _constraint_args(constraints: dict[str, str], workdir: Path, sources: dict[str, Path] | None = None) -> list[str]:
+    if not constraints and not sources:
         return []
     path = workdir / "constraints.txt"
-    path.write_text("".join(f"{name}=={version}\n" for name, version in sorted(constraints.items())))
+    lines = [f"{name}=={version}\n" for name, version in sorted(constraints.items())]
+    lines += [f"{name} @ {directory.resolve().as_uri()}\n" for name, directory in sorted((sources or {}).items())]
+    path.write_text("".join(lines))
     return ["-c", path.name]
 
 

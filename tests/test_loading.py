@@ -209,3 +209,29 @@ def test_a_crash_in_one_package_of_many_is_charged_to_that_package(ws):
     assert "crashed the Starlark interpreter" in errors["b/BUILD.envs:2"]
     assert errors["c/BUILD.envs:2:1"] == "c was evaluated"
     assert ws.gb("query", "//a:all + //d:all").exit_code == 0
+
+
+def test_affected_globs_the_working_trees_ignored_files_linked_into_its_checkout(ws):
+    """`affected` links ignored files of the working tree into its checkout of the other
+    revision: a glob there matches those links, which point outside the checkout, legitimately
+    (were they refused, the package would not load at that revision and all of it would look new)."""
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(ws.root), *args], check=True, capture_output=True)
+
+    ws.write(".gitignore", "graphbuild-out/\n*.local.txt\n")
+    ws.write("pkg/a.txt", "a\n")
+    ws.write("pkg/b.in", "b\n")
+    ws.write("pkg/made.local.txt", "not in git\n")
+    ws.write("pkg/BUILD.envs", """
+        genrule(name = "files", srcs = glob(["*.txt"]), outs = ["all"], cmd = "cat $SRCS > $OUT")
+        genrule(name = "other", srcs = ["b.in"], outs = ["b"], cmd = "cat $SRCS > $OUT")
+    """)
+    git("init", "-q", "-b", "main")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "initial")
+    ws.write("pkg/b.in", "changed\n")
+    result = ws.gb("affected", "--since", "HEAD", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert result.json["targets"] == ["//pkg:other"]

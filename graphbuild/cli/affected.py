@@ -68,7 +68,8 @@ def affected(session: Session, patterns: list[str], since: str) -> tuple[list[La
     with _checkout(session.workspace.root, since) as old_root:
         old_loader: Loader | None = None
         try:
-            old_loader = Loader(Workspace.at(old_root), session.loader.builtin_rules)  # its config, its plugins
+            old_loader = Loader(Workspace.at(old_root), session.loader.builtin_rules,  # its config, its plugins
+                                linked_roots=[session.workspace.root])
             old = Analyzer(old_loader, session.files.digest, locking=locking,
                            linked_roots=[session.workspace.root]).analyze(
                 _labels_at(old_loader, current_labels))

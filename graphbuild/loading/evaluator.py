@@ -238,10 +238,11 @@ def _close_all() -> None:
 class Evaluator:
     """Evaluates the BUILD files of one workspace with one set of rules."""
 
-    def __init__(self, root: Path, build_file: str, limits: Limits):
+    def __init__(self, root: Path, build_file: str, limits: Limits, linked_roots: tuple[Path, ...] = ()):
         self.root = root
         self.build_file = build_file
         self.limits = limits
+        self.linked_roots = linked_roots
         self.rules: list[str] = []
         self.sid = next(_session_ids)
         _process(limits.max_memory_mb)  # start it now: its start-up overlaps ours
@@ -290,7 +291,8 @@ class Evaluator:
         proc = _process(self.limits.max_memory_mb)
         if self.sid not in proc.sessions:
             config = {"root": str(self.root), "build_file": self.build_file, "rules": self.rules,
-                      "max_steps": self.limits.max_steps, "timeout": self.limits.timeout}
+                      "max_steps": self.limits.max_steps, "timeout": self.limits.timeout,
+                      "linked_roots": [str(p) for p in self.linked_roots]}
             try:
                 proc.request(("open", self.sid), ("open", self.sid, config), GRACE_SECONDS)
             except (_Died, _Lost) as died:

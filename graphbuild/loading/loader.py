@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -41,14 +42,18 @@ class Package:
 class Loader:
     """Loads packages on demand and caches them; one per command (and per revision)."""
 
-    def __init__(self, workspace: Workspace, rules: Mapping[str, RuleDef | LazyRule]):
+    def __init__(self, workspace: Workspace, rules: Mapping[str, RuleDef | LazyRule], *,
+                 linked_roots: Iterable[Path] = ()):
+        """`linked_roots`: directories outside the workspace that its links may point into
+        (`affected` links the working tree's ignored files into a checkout of another revision)."""
         self.workspace = workspace
         self.builtin_rules = dict(rules)
         self._plugins: list[Plugin] | None = None
         self._packages: dict[str, Package] = {}
         loading = workspace.settings.loading
         self._evaluator = Evaluator(workspace.root, BUILD_FILE,
-                                    Limits(loading.max_steps, loading.timeout, loading.max_memory_mb))
+                                    Limits(loading.max_steps, loading.timeout, loading.max_memory_mb),
+                                    tuple(linked_roots))
 
     @property
     def plugins(self) -> list[Plugin]:

@@ -135,13 +135,20 @@ class Session:
     rules: list[str]
     max_steps: int
     timeout: float
+    #: directories outside the workspace its links may point into (`affected` links the
+    #: working tree's ignored files into its checkout of another revision)
+    linked_roots: tuple[Path, ...] = ()
     prelude: Any = None
     modules: dict[str, Any] = field(default_factory=dict)  # resolved path -> FrozenModule
+
+    def inside(self, real: Path) -> bool:
+        return real.is_relative_to(self.root) or any(real.is_relative_to(p) for p in self.linked_roots)
 
     @staticmethod
     def from_config(config: dict) -> Session:
         session = Session(Path(config["root"]).resolve(), config["build_file"], list(config["rules"]),
-                          int(config["max_steps"]), float(config["timeout"]))
+                          int(config["max_steps"]), float(config["timeout"]),
+                          tuple(Path(p).resolve() for p in config.get("linked_roots", ())))
         session.prelude = sl.parse(PRELUDE, prelude_source(session.rules), DIALECT)
         return session
 
@@ -241,10 +248,10 @@ class Worker:
 
     def _read(self, path: Path, rel: str) -> str:
         """A regular file of the workspace (links followed, and staying inside it), as text."""
-        root = self.current.session.root if self.current else None
+        session = self.current.session if self.current else None
         try:
             real = path.resolve(strict=True)
-            if root is not None and not real.is_relative_to(root):
+            if session is not None and not session.inside(real):
                 raise Problem(f"{rel} is a link to {real}, outside the workspace", path=rel, line=1,
                               hint="BUILD and .star files must be files of the workspace")
             # O_NONBLOCK: a FIFO named like a BUILD file must not block the evaluation
@@ -318,12 +325,12 @@ class Worker:
             real = path.resolve(strict=True)
         except (OSError, RuntimeError):
             raise ev.fail(Problem(f"load: no file {rel} for {module_id}")) from None
-        if not real.is_relative_to(session.root):
+        if not session.inside(real):
             raise ev.fail(Problem(f"load: {rel} is a link to {real}, outside the workspace",
                                   hint="a BUILD file may only load files of its own workspace"))
         if not real.is_file():
             raise ev.fail(Problem(f"load: {rel} is not a file"))
-        key = real.relative_to(session.root).as_posix()
+        key = str(real)
         chain = [p for p, _ in ev.files]
         if rel in chain:
             raise ev.fail(Problem("load cycle: " + " -> ".join([*chain[chain.index(rel):], rel])))
@@ -431,7 +438,7 @@ class Worker:
                 path = here / name
                 if path.is_symlink():
                     real = path.resolve()
-                    if not real.is_relative_to(root):
+                    if not ev.session.inside(real):
                         rel = path.relative_to(top).as_posix()
                         raise ev.fail(Problem(f"glob: {rel} is a link to {real}, outside the workspace",
                                               name_attribute=True, hint="remove the link or exclude it"))

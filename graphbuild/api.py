@@ -1,8 +1,11 @@
-"""The public API for rule authors: everything a rule (built-in or in a workspace rule file) uses."""
+"""The public API for rule authors: everything a rule uses, built-in or in a workspace plugin.
+
+A plugin (a Python file named in graphbuild.toml, `[plugins] rules = [...]`) imports from
+here, and may use the built-in rules' helpers `run_command` and `staged_sources` from
+`graphbuild.rules`.
+"""
 
 from __future__ import annotations
-
-from typing import Any
 
 from graphbuild.analysis.context import NodeHandle, RuleContext
 from graphbuild.errors import Location, SpecError
@@ -26,15 +29,7 @@ from graphbuild.rule import (
 
 __all__ = [
     "ActionFailed", "Attrs", "DefaultInfo", "ExecContext", "Executor", "Field", "FileRef", "Label",
-    "LabelAttr", "Located", "Location", "NodeHandle", "OutputPaths", "OutputRef", "Provider", "RULE_API",
+    "LabelAttr", "Located", "Location", "NodeHandle", "OutputPaths", "OutputRef", "Provider",
     "RelativeDir", "RelativePath", "RuleContext", "RuleDef", "Source", "SpecError", "WorkspacePath", "executor",
     "rule",
 ]
-
-#: Names a workspace rule file sees (it cannot import).
-RULE_API: dict[str, Any] = {
-    name: globals()[name]
-    for name in ("ActionFailed", "Attrs", "DefaultInfo", "Field", "FileRef", "Label", "LabelAttr", "Located",
-                 "OutputPaths", "OutputRef", "Provider", "RelativeDir", "RelativePath", "Source", "WorkspacePath",
-                 "executor", "rule")
-}

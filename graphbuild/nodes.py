@@ -11,6 +11,7 @@ bool, None, lists, dicts with str keys) or references:
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -55,19 +56,32 @@ class Located:
     display: str | None = field(default=None, compare=False)
 
 
+#: Set while a workspace plugin is imported: "path sha256:digest" of its file.
+defining_source: contextvars.ContextVar[str] = contextvars.ContextVar("graphbuild_defining_source", default="")
+
+
 @dataclass(frozen=True, slots=True)
 class Executor:
-    """What runs a node: a named, versioned function. Bump `version` when its behaviour changes."""
+    """What runs a node: a named, versioned function. Bump `version` when its behaviour changes.
+
+    An executor defined by a workspace plugin also carries that file's digest (`source`):
+    plugins are source, so editing one reruns the nodes its executors run.
+    """
 
     name: str
     version: int
     fn: ExecFn = field(compare=False, repr=False)
     # Nodes whose result depends on the outside world (a registry, the network) opt out.
     cacheable: bool = True
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.source:
+            object.__setattr__(self, "source", defining_source.get())
 
     @property
     def ident(self) -> str:
-        return f"{self.name}@{self.version}"
+        return f"{self.name}@{self.version}" + (f" ({self.source})" if self.source else "")
 
 
 def executor(name: str, *, version: int = 1, cacheable: bool = True):

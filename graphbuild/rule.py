@@ -1,6 +1,7 @@
 """The rule API: an attribute model (pydantic) plus an implementation that declares nodes.
 
-A rule is written once and used from BUILD.envs as a function of keyword arguments::
+A rule is written once (built in, or in a workspace plugin) and called from BUILD.envs, a
+Starlark file, as a function of keyword arguments::
 
     class GenruleAttrs(Attrs):
         srcs: list[Source] = Field(default=[], description="input files or targets")
@@ -16,7 +17,6 @@ them (attributes typed `LabelAttr`, or `Source` values that are labels) is a dep
 
 from __future__ import annotations
 
-import contextvars
 import posixpath
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -203,10 +203,6 @@ class DefaultInfo(Provider):
     files: tuple[Any, ...] = Field(default=(), description="FileRef or OutputRef values")
 
 
-# Set by the loader while it evaluates a BUILD.envs file; a rule called outside one is an error.
-current_package: contextvars.ContextVar[Any] = contextvars.ContextVar("graphbuild_current_package")
-
-
 @dataclass(frozen=True)
 class RuleDef:
     """A rule: its name (the kind shown by `query kind()`), attributes, implementation, version."""
@@ -216,12 +212,6 @@ class RuleDef:
     implementation: Callable[..., Any] = field(compare=False)
     version: int = 1
     doc: str = ""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> None:
-        package = current_package.get(None)
-        if package is None:
-            raise RuntimeError(f"rule '{self.name}' can only be called while a BUILD.envs file is evaluated")
-        package.declare(self, args, kwargs)
 
 
 class LazyRule:
@@ -240,13 +230,6 @@ class LazyRule:
 
             self._resolved = getattr(importlib.import_module(self._module), self._attribute)
         return self._resolved
-
-    def __call__(self, *args: Any, **kwargs: Any) -> None:
-        self.resolve()(*args, **kwargs)
-
-
-def is_rule(value: Any) -> bool:
-    return isinstance(value, RuleDef | LazyRule)
 
 
 def rule(*, attrs: type[Attrs], version: int = 1, doc: str = "", name: str | None = None):

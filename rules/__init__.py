@@ -1,15 +1,12 @@
 """Built-in rules (installed as `graphbuild.rules`).
 
-`BUILTIN_RULES` is what every BUILD.envs sees; `RULE_API` is what a workspace rule file
-(loaded with `load()`) sees besides them, so it can define rules the same way these are.
+`BUILTIN_RULES` is what every BUILD.envs sees (besides the workspace's plugins); `run_command`
+and `staged_sources` are here for plugins, which define rules the same way these are.
 The Python and OCI rules are imported only when a BUILD file first calls one.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from graphbuild.api import RULE_API as _ENGINE_API
 from graphbuild.rule import LazyRule, RuleDef
 from graphbuild.rules.command import run_command, staged_sources
 from graphbuild.rules.command_test import command_test
@@ -29,6 +26,4 @@ BUILTIN_RULES: dict[str, RuleDef | LazyRule] = {
     **{name: LazyRule(name, module) for name, module in _LAZY.items()},
 }
 
-RULE_API: dict[str, Any] = {**_ENGINE_API, "run_command": run_command, "staged_sources": staged_sources}
-
-__all__ = ["BUILTIN_RULES", "RULE_API"]
+__all__ = ["BUILTIN_RULES", "run_command", "staged_sources"]

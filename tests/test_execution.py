@@ -147,6 +147,10 @@ def test_early_cutoff_when_a_changed_command_writes_the_same_bytes(ws):
 
 
 RULE_FILE = """
+from graphbuild.api import Attrs, DefaultInfo, Field, rule
+from graphbuild.rules import run_command
+
+
 class PipelineAttrs(Attrs):
     word: str = Field(default="hello", description="what the first node writes")
 
@@ -175,8 +179,9 @@ def pipeline(ctx, attrs):
     )
     return DefaultInfo(files=(second.output("second.txt"), stamp.output("stamp.txt")))
 """
+PIPELINE_PLUGIN = '[plugins]\nrules = ["tools/defs.py"]\n'
 PIPELINE_BUILD = """
-    load("//tools:defs.envs", "pipeline")
+    # pipeline is the workspace plugin's rule (graphbuild.toml)
 
     pipeline(name = "p", word = "hello")
     genrule(name = "use", srcs = [":p"], outs = ["use.txt"], cmd = "cat $SRCS > $OUT")
@@ -184,9 +189,9 @@ PIPELINE_BUILD = """
 PIPELINE_NODES = {"//pkg:p#first", "//pkg:p#second", "//pkg:p#stamp"}
 
 
-def test_rule_from_a_loaded_rule_file_declares_several_nodes(ws):
-    ws.write("tools/BUILD.envs", "")
-    ws.write("tools/defs.envs", RULE_FILE.replace("VERSION", "1"))
+def test_rule_from_a_plugin_declares_several_nodes(ws):
+    ws.write("graphbuild.toml", PIPELINE_PLUGIN)
+    ws.write("tools/defs.py", RULE_FILE.replace("VERSION", "1"))
     ws.write("pkg/BUILD.envs", PIPELINE_BUILD)
     result = ws.gb("build", "//pkg:use", "--json")
     assert result.exit_code == 0, result.stderr
@@ -217,11 +222,11 @@ def test_rule_from_a_loaded_rule_file_declares_several_nodes(ws):
 
 
 def test_bumping_a_rule_version_reruns_its_nodes_but_not_unchanged_dependents(ws):
-    ws.write("tools/BUILD.envs", "")
-    ws.write("tools/defs.envs", RULE_FILE.replace("VERSION", "1"))
+    ws.write("graphbuild.toml", PIPELINE_PLUGIN)
+    ws.write("tools/defs.py", RULE_FILE.replace("VERSION", "1"))
     ws.write("pkg/BUILD.envs", PIPELINE_BUILD)
     assert ws.gb("build", "//pkg:use", "--json").exit_code == 0
-    ws.write("tools/defs.envs", RULE_FILE.replace("VERSION", "2"))
+    ws.write("tools/defs.py", RULE_FILE.replace("VERSION", "2"))
     bumped = ws.gb("build", "//pkg:use", "--json")
     assert bumped.exit_code == 0, bumped.stderr
     assert bumped.ran() == PIPELINE_NODES

@@ -66,15 +66,19 @@ def affected(session: Session, patterns: list[str], since: str) -> tuple[list[La
         sys.stderr.write("warning: some lock files are out of date; comparing specs and sources (run "
                          "'graphbuild lock' for a node-precise answer)\n")
     with _checkout(session.workspace.root, since) as old_root:
-        old_loader = Loader(Workspace(old_root, session.workspace.config), session.loader.rules,
-                            session.loader.rule_api)
+        old_loader: Loader | None = None
         try:
+            old_loader = Loader(Workspace.at(old_root), session.loader.builtin_rules,  # its config, its plugins
+                                linked_roots=[session.workspace.root])
             old = Analyzer(old_loader, session.files.digest, locking=locking,
                            linked_roots=[session.workspace.root]).analyze(
                 _labels_at(old_loader, current_labels))
         except GraphbuildError as err:
             raise UsageError(f"the spec at {since} does not analyse: {err.render()}",
                              hint="affected needs both revisions to be valid specs") from None
+        finally:
+            if old_loader is not None:
+                old_loader.close()
         old_fp = fingerprints(old)  # node ids and input paths are workspace-relative: comparable
     new_fp = fingerprints(current)
     changed = {nid for nid, fp in new_fp.items() if old_fp.get(nid) != fp}

@@ -35,9 +35,9 @@ class Session:
         self.args = args
         self.cwd = Path(args.workspace or os.getcwd()).resolve()
         self.workspace = Workspace.find(self.cwd)
-        from graphbuild.rules import BUILTIN_RULES, RULE_API
+        from graphbuild.rules import BUILTIN_RULES
 
-        self.loader = Loader(self.workspace, BUILTIN_RULES, RULE_API)
+        self.loader = Loader(self.workspace, BUILTIN_RULES)
         # The key text is taken out of the environment at once: no process graphbuild starts
         # (a build backend, uv, a test) inherits it.
         self._signing_key_text = os.environ.pop(SIGNING_KEY_ENV, None)
@@ -184,6 +184,7 @@ class Session:
         return Analyzer(self.loader, self.files.digest, locking=locking).analyze(labels)
 
     def close(self) -> None:
+        self.loader.close()
         if "files" in self.__dict__:
             self.files.save()
         if "actions" in self.__dict__:

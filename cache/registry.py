@@ -127,12 +127,17 @@ class Registry:
                 if hasattr(data, "seek"):
                     data.seek(0)
         except requests.ConnectionError as err:
-            raise RegistryError(f"registry {self.host} is not reachable ({_short(err)})") from None
+            raise RegistryError(f"registry {self._named()} is not reachable ({_short(err)})") from None
         except requests.Timeout:
-            raise RegistryError(f"registry {self.host} did not answer within {self.timeout} s") from None
+            raise RegistryError(f"registry {self._named()} did not answer within {self.timeout} s") from None
         if response.status_code in (401, 403):
             raise RegistryError(self._refusal(response, scopes))
         return response
+
+    def _named(self) -> str:
+        """The registry's name, and its API's host when that is another (Docker Hub's)."""
+        endpoint = self.base.split("://", 1)[1]
+        return self.host if endpoint == self.host else f"{self.host} ({endpoint})"
 
     def credentials(self) -> auth.Credentials | None:
         """This registry's credentials (looked up once); RegistryError if a source is unusable."""
@@ -254,8 +259,16 @@ class Registry:
 
     # -- API --------------------------------------------------------------------------------
 
-    def ping(self) -> None:
+    def ping(self, repository: str | None = None, *, push: bool = False) -> None:
+        """The registry answers; with a repository, this client may also read it (a repository
+        that does not exist yet is fine). With `push`, the token asked for is the push token
+        (Docker asks for it up front too): it serves the push's reads, and a client without
+        credentials hears that it needs them to push."""
         self._check(self._request("GET", f"{self.base}/v2/"), "ping", (200,))
+        if repository:
+            scope = push_scope(repository) if push else pull_scope(repository)
+            self._check(self._request("GET", f"{self.base}/v2/{repository}/tags/list", (scope,), params={"n": 1}),
+                        f"listing {repository}", (200, 404))
 
     def has_blob(self, repository: str, digest: str) -> bool:
         response = self._request("HEAD", f"{self.base}/v2/{repository}/blobs/{digest}", (pull_scope(repository),))
@@ -321,7 +334,10 @@ class Registry:
 
 def _short(err: Exception) -> str:
     text = str(err)
-    match = re.search(r"\[Errno \d+\] ([^'\")]+)", text)
+    if "NameResolutionError" in text or "Name or service not known" in text or "Failed to resolve" in text:
+        host = re.search(r"host='([^']+)'", text)
+        return f"cannot resolve {host.group(1)}" if host else "cannot resolve its name"
+    match = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
     return match.group(1) if match else text[:160]
 
 

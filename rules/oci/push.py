@@ -89,7 +89,7 @@ def push_image(ctx: ExecContext) -> dict[str, Any]:
     known = _LOCATIONS.get(ctx.blob_root, ref.host)
     done: list[str] = []
     try:
-        registry.ping()
+        registry.ping(ref.repository, push=True)
         for path in blobs:
             digest = blob_digest(path)
             if digest in done:

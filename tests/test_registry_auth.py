@@ -9,7 +9,9 @@ import base64
 import json
 import os
 import stat
+import threading
 import warnings
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -332,3 +334,72 @@ def test_a_credentials_error_reaches_the_caller_as_a_registry_error(tmp_path, mo
     registry = Registry(HOST)
     with pytest.raises(RegistryError, match=f"credentials for registry {HOST}: the Docker config .* is not valid JSON"):
         registry.credentials()
+
+
+# -- a hostile registry and token service (a fake on loopback) ----------------------------------------
+
+
+class _Fake(BaseHTTPRequestHandler):
+    """Answers every registry request with a 401 Bearer challenge; the token endpoint answers
+    what the test sets in `token_reply` (status, body)."""
+
+    token_reply: tuple[int, bytes] = (200, b'{"token": "t"}')
+    seen: list[str]
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.seen.append(self.path)
+        if self.path.startswith("/token"):
+            status, body = self.token_reply
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        realm = f"http://127.0.0.1:{self.server.server_address[1]}/token"
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", f'Bearer realm="{realm}",service="fake",scope="repository:x:pull"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_HEAD = do_GET
+
+
+@pytest.fixture
+def fake_registry():
+    handler = type("Handler", (_Fake,), {"seen": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server, handler
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_registry_refusing_every_token_is_asked_twice_not_forever(fake_registry):
+    server, handler = fake_registry
+    registry = Registry(f"127.0.0.1:{server.server_address[1]}", timeout=10)
+    registry._credentials = None
+    with pytest.raises(RegistryError, match="requires credentials to pull from x and none were found"):
+        registry.has_blob("x", "sha256:" + "0" * 64)
+    assert [p.split("?")[0] for p in handler.seen] == [
+        "/v2/x/blobs/sha256:" + "0" * 64, "/token", "/v2/x/blobs/sha256:" + "0" * 64]
+    assert len(registry.token_fetches) == 1
+
+
+@pytest.mark.parametrize(("reply", "says"), [
+    ((200, b"not json"), "answered 200 without a token"),
+    ((200, b'{"token": 42}'), "answered 200 without a token"),
+    ((200, b"[]"), "answered 200 without a token"),
+    ((500, b'{"errors": [{"code": "X", "message": "backend down"}]}'), "answered 500 without a token: backend down"),
+])
+def test_a_token_service_answering_nonsense_is_a_clear_error(fake_registry, reply, says):
+    server, handler = fake_registry
+    handler.token_reply = reply
+    registry = Registry(f"127.0.0.1:{server.server_address[1]}", timeout=10)
+    registry._credentials = None
+    with pytest.raises(RegistryError) as caught:
+        registry.ping()
+    assert says in str(caught.value) and "the token service http://127.0.0.1:" in str(caught.value)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -217,9 +216,3 @@ def test_normalising_twice_changes_nothing_and_keeps_tag_and_digest(host, path, 
     assert ref.digest == (digest[1:] or None)
     assert ref.repository.endswith(path)
     assert (ref.host == "docker.io") == (host in ("", "docker.io/", "index.docker.io/"))
-
-
-def test_names_registry(tmp_path: Path):
-    assert reference.names_registry("localhost/x")
-    assert reference.names_registry("docker.io/x")
-    assert not reference.names_registry("team/x:1")

@@ -332,6 +332,21 @@ def test_graphbuild_pushes_with_credentials_from_each_source_and_fails_clearly_w
 
 
 @pytest.mark.network
+def test_a_push_destination_with_a_digest_is_refused_at_its_line(app, token_registry, tmp_path):
+    ws, name = app
+    build = ws.root / "envs/BUILD.envs"
+    text = build.read_text()
+    try:
+        build.write_text(text.replace(f'push = "{name}/app:v1"', f'push = "{name}/app@sha256:{"0" * 64}"'))
+        result = ws.gb("run", "//envs:app")
+    finally:
+        build.write_text(text)
+    assert result.exit_code == 2, result.stderr
+    assert f"cannot push: push destination '{name}/app@sha256:{'0' * 64}' has a digest" in result.stderr
+    assert "envs/BUILD.envs:4" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.network
 def test_a_base_image_in_the_token_registry_is_pinned_by_lock_and_pulled(
         app, token_registry, login, no_credentials, monkeypatch, tmp_path):
     ws, name = app

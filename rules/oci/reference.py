@@ -156,11 +156,6 @@ def parse(text: str) -> Reference:
     return _normalised(parts.domain or DOCKER_HUB, parts.path, parts.tag, parts.digest)
 
 
-def names_registry(text: str) -> bool:
-    """Whether a (valid) reference names its registry."""
-    return _split(text).domain is not None
-
-
 # -- push destinations ----------------------------------------------------------------------
 
 

@@ -18,7 +18,6 @@ import shutil
 import stat
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -254,26 +253,9 @@ def no_secret_in(result: Result, token_registry: TokenRegistry, *roots: Path) ->
 
 
 @pytest.fixture(scope="module")
-def services(token_registry: TokenRegistry) -> Iterator[None]:
-    """The engine and the base tarball too (conftest's `registry` fixture sets their variables)."""
-    from docker_env import ServicesUnavailable, start_services
-
-    try:
-        exports = start_services()
-    except ServicesUnavailable as err:
-        if os.environ.get("CI"):
-            pytest.fail(f"the services are required under CI: {err}")
-        pytest.skip(f"no services: {err}")
-    patch = pytest.MonkeyPatch()
-    for name, value in exports.items():
-        patch.setenv(name, value)
-    yield
-    patch.undo()
-
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory, services, token_registry) -> tuple[Workspace, str]:
-    """A locked workspace whose environment pushes to `REPO:v1` (no registry named: the configured one)."""
+def app(tmp_path_factory, registry, token_registry) -> tuple[Workspace, str]:
+    """A locked workspace whose environment pushes to `REPO/app:v1` (no registry named: the
+    configured one). (conftest's `registry` starts the engine and sets the base tarball's variable.)"""
     tmp = tmp_path_factory.mktemp("token-app")
     ws = Workspace(tmp / "ws", tmp / "cache")
     link_base(ws)

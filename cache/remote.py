@@ -93,7 +93,7 @@ class RemoteCache:
 
     def check(self) -> None:
         try:
-            self.registry.ping()
+            self.registry.ping(self.location.repository)
         except RegistryError as err:
             raise RemoteCacheError(str(err)) from None
 

@@ -2,11 +2,15 @@
 # Local services for graphbuild's integration tests and benchmarks:
 #   * a Docker engine (dockerd) on a private socket,
 #   * a CNCF Distribution registry (plain HTTP, no auth) on 127.0.0.1,
-#   * a Debian bookworm + python3 base rootfs tarball, imported as a docker image.
+#   * a Debian bookworm + python3 base rootfs tarball, imported as a docker image,
+#   * on demand only (`token-registry`), a second registry with Docker's token authentication
+#     and the small token service it trusts (scripts/token_server.py), for the tests of
+#     registry credentials; the commands of the README never start it.
 #
 # Usage:
 #   eval "$(scripts/services.sh)"      # install/start/build what is missing, print exports
 #   scripts/services.sh env            # print exports if everything is already up (else exit 1)
+#   scripts/services.sh token-registry # start the token-auth registry; print its exports
 #   scripts/services.sh stop           # stop the daemons this script started (by pidfile)
 #
 # Idempotent: running services are reused, the base tarball is built once per machine.
@@ -16,6 +20,8 @@
 #   GRAPHBUILD_STATE          state dir (default /var/lib/graphbuild-services)
 #   GRAPHBUILD_REGISTRY_PORT  registry port on 127.0.0.1 (default 5000)
 #   GRAPHBUILD_DEBIAN_MIRROR  override the Debian mirror (default: read from apt's sources)
+#   GRAPHBUILD_TOKEN_REGISTRY_PORT  the token-auth registry's port (default 5001)
+#   GRAPHBUILD_TOKEN_SERVER_PORT    its token service's port (default 5002)
 set -euo pipefail
 
 STATE="${GRAPHBUILD_STATE:-/var/lib/graphbuild-services}"
@@ -38,6 +44,16 @@ BASE_IMAGE="graphbuild-base:bookworm-python3"
 BASE_SUITE="bookworm"
 
 APT_PACKAGES=(docker.io docker-registry debootstrap skopeo umoci git ca-certificates)
+TOKEN_APT_PACKAGES=(docker-registry openssl python3-cryptography)
+
+TOKEN_DIR="$STATE/token-registry"
+TOKEN_REGISTRY_ADDR="127.0.0.1:${GRAPHBUILD_TOKEN_REGISTRY_PORT:-5001}"
+TOKEN_SERVER_ADDR="127.0.0.1:${GRAPHBUILD_TOKEN_SERVER_PORT:-5002}"
+TOKEN_REGISTRY_PID="$TOKEN_DIR/registry.pid"
+TOKEN_SERVER_PID="$TOKEN_DIR/token-server.pid"
+TOKEN_SERVICE="graphbuild-token-registry"
+TOKEN_ISSUER="graphbuild-token-server"
+TOKEN_SERVER_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/token_server.py"
 
 export LC_ALL=C
 
@@ -87,7 +103,8 @@ take_lock() {
 # ---------------------------------------------------------------------------- 1. apt
 ensure_packages() {
     local missing=() p st
-    for p in "${APT_PACKAGES[@]}"; do
+    [[ $# -gt 0 ]] || set -- "${APT_PACKAGES[@]}"
+    for p in "$@"; do
         st="$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)"
         [[ "$st" == installed ]] || missing+=("$p")
     done
@@ -304,6 +321,94 @@ ensure_base_image() {
         "$BASE_TAR" "$BASE_IMAGE" >/dev/null
 }
 
+# ---------------------------------------------------------------------------- 5. token-auth registry
+token_server_up() { curl -sf -o /dev/null --max-time 2 "http://$TOKEN_SERVER_ADDR/healthz"; }
+# The registry answers /v2/ with 401 and a Bearer challenge naming our token service.
+token_registry_up() {
+    curl -s -o /dev/null -D - --max-time 2 "http://$TOKEN_REGISTRY_ADDR/v2/" 2>/dev/null |
+        grep -qi "^www-authenticate: Bearer realm=\"http://$TOKEN_SERVER_ADDR/token\""
+}
+
+ensure_token_registry() {
+    mkdir -p "$TOKEN_DIR/storage"
+    if [[ ! -s "$TOKEN_DIR/cert.pem" || ! -s "$TOKEN_DIR/key.pem" ]]; then
+        log "making the token service's signing key and certificate (openssl)"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=$TOKEN_ISSUER" \
+            -keyout "$TOKEN_DIR/key.pem.tmp" -out "$TOKEN_DIR/cert.pem.tmp" 2>/dev/null
+        chmod 0600 "$TOKEN_DIR/key.pem.tmp"
+        mv -f "$TOKEN_DIR/key.pem.tmp" "$TOKEN_DIR/key.pem"
+        mv -f "$TOKEN_DIR/cert.pem.tmp" "$TOKEN_DIR/cert.pem"
+    fi
+    # The running service is a copy, so it depends on no checkout; a changed script replaces it.
+    if ! cmp -s "$TOKEN_SERVER_SRC" "$TOKEN_DIR/token_server.py"; then
+        if pid_alive "$TOKEN_SERVER_PID" python3; then stop_one "$TOKEN_SERVER_PID" python3; fi
+        cp "$TOKEN_SERVER_SRC" "$TOKEN_DIR/token_server.py.tmp"
+        mv -f "$TOKEN_DIR/token_server.py.tmp" "$TOKEN_DIR/token_server.py"
+    fi
+    if token_server_up; then
+        log "token service already answering on $TOKEN_SERVER_ADDR"
+    else
+        if pid_alive "$TOKEN_SERVER_PID" python3; then stop_one "$TOKEN_SERVER_PID" python3; fi
+        log "starting the token service on $TOKEN_SERVER_ADDR (log: $TOKEN_DIR/token-server.log)"
+        setsid nohup /usr/bin/python3 "$TOKEN_DIR/token_server.py" --listen "$TOKEN_SERVER_ADDR" \
+            --key "$TOKEN_DIR/key.pem" --cert "$TOKEN_DIR/cert.pem" --users "$TOKEN_DIR/users.json" \
+            --issuer "$TOKEN_ISSUER" --service "$TOKEN_SERVICE" \
+            </dev/null >>"$TOKEN_DIR/token-server.log" 2>&1 3>&- 9>&- &
+        echo "$!" >"$TOKEN_SERVER_PID"
+        wait_for token_server_up "$TOKEN_SERVER_PID" python3 "$TOKEN_DIR/token-server.log" "the token service"
+    fi
+    if token_registry_up; then
+        log "token-auth registry already answering on $TOKEN_REGISTRY_ADDR"
+    else
+        if pid_alive "$TOKEN_REGISTRY_PID" docker-registry; then stop_one "$TOKEN_REGISTRY_PID" docker-registry; fi
+        cat >"$TOKEN_DIR/registry-config.yml.tmp" <<EOF
+version: 0.1
+log:
+  level: info
+storage:
+  filesystem:
+    rootdirectory: $TOKEN_DIR/storage
+  delete:
+    enabled: true
+http:
+  addr: $TOKEN_REGISTRY_ADDR
+auth:
+  token:
+    realm: http://$TOKEN_SERVER_ADDR/token
+    service: $TOKEN_SERVICE
+    issuer: $TOKEN_ISSUER
+    rootcertbundle: $TOKEN_DIR/cert.pem
+EOF
+        mv -f "$TOKEN_DIR/registry-config.yml.tmp" "$TOKEN_DIR/registry-config.yml"
+        log "starting the token-auth registry on $TOKEN_REGISTRY_ADDR (log: $TOKEN_DIR/registry.log)"
+        setsid nohup docker-registry serve "$TOKEN_DIR/registry-config.yml" \
+            </dev/null >>"$TOKEN_DIR/registry.log" 2>&1 3>&- 9>&- &
+        echo "$!" >"$TOKEN_REGISTRY_PID"
+        wait_for token_registry_up "$TOKEN_REGISTRY_PID" docker-registry "$TOKEN_DIR/registry.log" \
+            "the token-auth registry"
+    fi
+}
+
+# wait_for CHECK PIDFILE NAME LOG WHAT: up to 30 s for CHECK to pass while the process lives.
+wait_for() {
+    local check="$1" pidfile="$2" name="$3" logfile="$4" what="$5" i
+    for ((i = 0; i < 60; i++)); do
+        "$check" && { log "$what is ready"; return 0; }
+        if ! pid_alive "$pidfile" "$name"; then
+            tail -n 20 "$logfile" >&2 || true
+            die "$what exited (port in use?); log above: $logfile"
+        fi
+        sleep 0.5
+    done
+    tail -n 20 "$logfile" >&2 || true
+    die "$what did not answer within 30 s; log: $logfile"
+}
+
+print_token_exports() {
+    printf 'export GRAPHBUILD_TOKEN_REGISTRY=%s\n' "$TOKEN_REGISTRY_ADDR" >&3
+    printf 'export GRAPHBUILD_TOKEN_REGISTRY_USERS=%s\n' "$TOKEN_DIR/users.json" >&3
+}
+
 # ---------------------------------------------------------------------------- stop
 stop_one() {
     local pidfile="$1" name="$2" pid i
@@ -344,12 +449,20 @@ env)
     [[ -s "$BASE_TAR" ]] || die "base tarball $BASE_TAR missing (run scripts/services.sh)"
     print_exports
     ;;
+token-registry)
+    take_lock
+    ensure_packages "${TOKEN_APT_PACKAGES[@]}"
+    ensure_token_registry
+    print_token_exports
+    ;;
 stop)
     take_lock
+    stop_one "$TOKEN_REGISTRY_PID" docker-registry
+    stop_one "$TOKEN_SERVER_PID" python3
     stop_one "$REGISTRY_PID" docker-registry
     stop_one "$DOCKERD_PID" dockerd
     ;;
 *)
-    die "usage: $0 [up|env|stop]"
+    die "usage: $0 [up|env|token-registry|stop]"
     ;;
 esac

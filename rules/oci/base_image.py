@@ -35,8 +35,9 @@ class BaseImageAttrs(Attrs):
     tarball: WorkspacePath | None = Field(
         default=None, description="A root filesystem tar of the workspace, written relative to the package "
         "('..' may go up to the workspace root, not above; symlinks must resolve inside the workspace).")
-    ref: str | None = Field(default=None, description="A registry reference (HOST/REPO:TAG or @sha256:...); "
-                            "pinned to a digest by `graphbuild lock`.")
+    ref: str | None = Field(default=None, description="A registry reference, read as Docker reads it "
+                            "([HOST[:PORT]/]REPO[:TAG][@sha256:...]; no host means Docker Hub); pinned to a "
+                            "digest by `graphbuild lock`.")
     env: dict[str, str] = Field(default={}, description="Environment variables of the base (tarball bases).")
     architecture: str = Field(default="amd64", description="The image architecture.")
 
@@ -69,8 +70,8 @@ def base_image(ctx: RuleContext, attrs: BaseImageAttrs) -> list[Provider]:
     assert attrs.ref is not None
     try:
         reference.parse(attrs.ref)
-    except ValueError as err:
-        raise ctx.error(f"ref: {err}", attr="ref") from None
+    except reference.InvalidReference as err:
+        raise ctx.error(f"ref: {err}", attr="ref", hint=err.hint) from None
     name = f"baselock.{ctx.label.name}.json"
     ctx.action("lock", executor=lock_base, phase="lock", kind="base_image.lock",
                inputs={"ref": attrs.ref, "lock_name": name, "architecture": attrs.architecture})
@@ -99,14 +100,14 @@ def import_tarball(ctx: ExecContext) -> dict[str, Any]:
     return {}
 
 
-@executor("base_image.lock", version=1, cacheable=False)
+@executor("base_image.lock", version=2, cacheable=False)
 def lock_base(ctx: ExecContext) -> dict[str, Any]:
     from graphbuild.cache.registry import Registry, RegistryError
 
     ref = _registry_ref(ctx)
-    registry = Registry(ref.host or "")
+    registry = Registry(ref.host)
     try:
-        data, media_type, _ = registry.get_manifest(ref.repository, ref.digest or ref.tag or "latest")
+        data, media_type, _ = registry.get_manifest(ref.repository, ref.target)
         manifest = json.loads(data)
         digest = media.sha256_digest(data)
         if media_type in (media.INDEX, media.DOCKER_LIST) or "manifests" in manifest:
@@ -127,15 +128,17 @@ def lock_base(ctx: ExecContext) -> dict[str, Any]:
     document = {"ref": ctx.inputs["ref"], "digest": digest, "layers": layers,
                 "env": config.get("config", {}).get("Env", [])}
     ctx.write_source(ctx.inputs["lock_name"], (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
-    return {"digest": digest, "summary": f"{ctx.inputs['ref']} -> {digest}"}
+    written = ctx.inputs["ref"]
+    shown = written if str(ref) == written else f"{written} ({ref})"
+    return {"digest": digest, "summary": f"{shown} -> {digest}"}
 
 
-@executor("base_image.pull", version=1)
+@executor("base_image.pull", version=2)
 def pull_base(ctx: ExecContext) -> dict[str, Any]:
     from graphbuild.cache.registry import Registry, RegistryError
 
     ref = _registry_ref(ctx)
-    registry = Registry(ref.host or "")
+    registry = Registry(ref.host)
     for index, layer in enumerate(ctx.inputs["layers"]):
         dest = ctx.out(f"layer{index}")
         digest = hashlib.sha256()
@@ -152,10 +155,11 @@ def pull_base(ctx: ExecContext) -> dict[str, Any]:
 
 
 def _registry_ref(ctx: ExecContext) -> reference.Reference:
+    """The base's reference, as Docker reads it: one naming no registry is on Docker Hub."""
     try:
-        return reference.with_registry(reference.parse(ctx.inputs["ref"]), ctx.workspace_root)
-    except (ValueError, LookupError) as err:
-        raise ActionFailed(str(err), bad_input=True) from None
+        return reference.parse(ctx.inputs["ref"])
+    except reference.InvalidReference as err:
+        raise ActionFailed(str(err), details=err.hint, bad_input=True) from None
 
 
 __all__ = ["BaseImageInfo", "base_image"]

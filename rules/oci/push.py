@@ -70,16 +70,18 @@ class _BlobLocations:
 _LOCATIONS = _BlobLocations()
 
 
-@executor("oci.push", version=1, cacheable=False)
+@executor("oci.push", version=2, cacheable=False)
 def push_image(ctx: ExecContext) -> dict[str, Any]:
     """Inputs: `destination`, `manifest`, `config`, `layers`."""
     from graphbuild.cache.registry import Registry, RegistryError
 
     try:
-        ref = reference.with_registry(reference.parse(ctx.inputs["destination"]), ctx.workspace_root)
-    except (ValueError, LookupError) as err:
-        raise ActionFailed(f"cannot push: {err}", bad_input=True) from None
-    assert ref.host is not None
+        where_to = reference.destination(ctx.inputs["destination"], ctx.workspace_root)
+    except reference.InvalidReference as err:
+        raise ActionFailed(f"cannot push: {err}", details=err.hint, bad_input=True,
+                           location=getattr(ctx.node.inputs.get("destination"), "location", None)) from None
+    ref = where_to.reference
+    ctx.log(f"pushing to {ref.name}:{ref.tag or 'latest'}: {where_to.why}")
     registry = Registry(ref.host)
     manifest = Path(ctx.inputs["manifest"])
     blobs = [Path(p) for p in [*ctx.inputs["layers"], ctx.inputs["config"]]]
@@ -87,7 +89,7 @@ def push_image(ctx: ExecContext) -> dict[str, Any]:
     known = _LOCATIONS.get(ctx.blob_root, ref.host)
     done: list[str] = []
     try:
-        registry.ping()
+        registry.ping(ref.repository, push=True)
         for path in blobs:
             digest = blob_digest(path)
             if digest in done:

@@ -75,9 +75,9 @@ def declare_image(ctx: RuleContext, attrs: Any, info: Any, base: BaseImageInfo, 
                        "layers": all_blobs, "repository": f"graphbuild/{name}"})
     if attrs.push:
         try:
-            reference.parse(attrs.push)
-        except ValueError as err:
-            raise ctx.error(f"push: {err}", attr="push") from None
+            reference.destination(attrs.push, ctx.workspace_root)
+        except reference.InvalidReference as err:
+            raise ctx.error(f"push: {err}", attr="push", hint=err.hint) from None
         ctx.action("push", executor=push_image, kind="oci.push", phase="run", after=test_nodes,
                    inputs={"destination": ctx.located("push"), "manifest": image.output("manifest.json"),
                            "config": image.output("config.json"), "layers": all_blobs})

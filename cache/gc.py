@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import shutil
 import time
 from pathlib import Path
@@ -9,9 +12,12 @@ from typing import Any
 
 from graphbuild.cache.actions import ActionCache
 from graphbuild.cache.blobs import BlobStore
+from graphbuild.cache.runs import sweep_dead_runs
 
-# Scratch directories of nodes whose process died; younger ones may belong to a running build.
+# Other files of tmp/ (an older layout's scratch, damaged databases moved aside) go after a day.
 _STALE_TMP_SECONDS = 24 * 3600
+# Runs are swept by liveness, not age (a live run may be old); key locks only when free.
+_KEPT = {"runs", "locks"}
 
 
 def collect(actions: ActionCache, blobs: BlobStore, tmp: Path, max_bytes: int) -> dict[str, Any]:
@@ -44,10 +50,15 @@ def collect(actions: ActionCache, blobs: BlobStore, tmp: Path, max_bytes: int) -
             blobs.delete(sha)
             freed += size
             deleted += 1
+    sweep_dead_runs(tmp)
+    _sweep_idle_locks(tmp / "locks")
     now = time.time()
     for child in tmp.iterdir() if tmp.is_dir() else ():
-        if now - child.stat().st_mtime > _STALE_TMP_SECONDS:
-            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
+        if child.name in _KEPT:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if now - child.stat().st_mtime > _STALE_TMP_SECONDS:
+                shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
     return {"evicted_results": evicted, "kept_results": len(kept), "deleted_blobs": deleted,
             "freed_bytes": freed, "kept_bytes": total}
 
@@ -57,3 +68,21 @@ def _blob_refs(record: dict[str, Any]) -> list[str]:
     if record.get("log"):
         shas.append(record["log"])
     return shas
+
+
+def _sweep_idle_locks(directory: Path) -> None:
+    """Lock files of keys nobody holds (their holder crashed before deleting them)."""
+    for path in directory.glob("*.lock") if directory.is_dir() else ():
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            with contextlib.suppress(FileNotFoundError):
+                if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                    os.unlink(path)  # held by us: no one else can be relying on it
+        except BlockingIOError:
+            pass
+        finally:
+            os.close(fd)

@@ -1,0 +1,221 @@
+"""Runs: each graphbuild process that builds has an identity, and what a dead one left is swept.
+
+A run has an id and a directory `tmp/runs/<id>/` in the cache, holding:
+
+- `lock`, locked (`flock`) by the run for as long as its process lives: the kernel releases
+  the lock when the process dies, however it dies (SIGKILL included), so a run whose lock can
+  be taken is dead;
+- `groups`, the process groups of the child processes it started (one per child: executors
+  start every child in its own group), with the start time of each group's leader, so that a
+  later run can kill what is left of them without ever killing an unrelated process that
+  reused the number;
+- the scratch directories of its nodes and the temporary files of the blobs it stores.
+
+When a run starts, it sweeps every dead run of the cache: kills what is left of their process
+groups and deletes their directories. A live run, concurrent in another process, is never
+touched. Docker containers are engine-wide rather than per cache, so `run_is_alive` also
+answers for a run of another cache on this machine: its id carries the process id and start
+time of its process (and the boot and pid namespace they are valid in).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+#: A run directory without its lock file yet is a run starting (or one killed while starting).
+_STARTING_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class _ProcStat:
+    state: str
+    pgid: int
+    start: int  # clock ticks since boot
+
+
+def _proc_stat(pid: int) -> _ProcStat | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()  # the command name may hold spaces and parens
+    return _ProcStat(state=fields[0], pgid=int(fields[2]), start=int(fields[19]))
+
+
+def _process_start(pid: int) -> int | None:
+    """When a live process started (None when there is none, or only its zombie)."""
+    stat = _proc_stat(pid)
+    return None if stat is None or stat.state in ("Z", "X") else stat.start
+
+
+@cache
+def _machine() -> str:
+    """Where pids mean the same processes: this boot, this pid namespace."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")[:8]
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return "unknown"
+    return f"{boot}.{namespace:x}"
+
+
+def new_run_id() -> str:
+    pid = os.getpid()
+    return f"{_machine()}-{pid}-{_process_start(pid) or 0}-{secrets.token_hex(3)}"
+
+
+def _process_of(run_id: str) -> tuple[int, int] | None:
+    """(pid, start) of a run id made on this machine; None for another machine's or a foreign id."""
+    parts = run_id.split("-")
+    if len(parts) != 4 or parts[0] != _machine() or parts[0] == "unknown":
+        return None
+    try:
+        return int(parts[1]), int(parts[2])
+    except ValueError:
+        return None
+
+
+def run_is_alive(tmp: Path, run_id: str) -> bool:
+    """Whether run `run_id` is still running.
+
+    `tmp` is the cache's tmp directory. A run of this cache is alive while it holds its lock; a
+    run of another cache on this machine while its process lives (a process that ran several
+    runs in turn counts as alive); a run of another machine or pid namespace cannot be checked
+    and counts as alive (nothing of it may be removed).
+    """
+    directory = tmp / "runs" / run_id
+    if "/" not in run_id and run_id not in ("", ".", "..") and directory.is_dir():
+        fd = _try_lock(directory)
+        if fd is None:
+            return True
+        os.close(fd)
+        return False
+    found = _process_of(run_id)
+    if found is None:
+        return True
+    pid, start = found
+    return _process_start(pid) == start
+
+
+def _try_lock(directory: Path) -> int | None:
+    """The run's lock, taken (the run is dead: the caller now holds it), or None (alive)."""
+    try:
+        fd = os.open(directory / "lock", os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        # no lock yet: a run between mkdir and taking its lock, unless that was long ago
+        with contextlib.suppress(OSError):
+            if time.time() - directory.stat().st_mtime < _STARTING_SECONDS:
+                return None
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+class Run:
+    """This process's run in a cache (see the module's docstring)."""
+
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.id = new_run_id()
+        self.dir = tmp / "runs" / self.id
+        self.dir.mkdir(parents=True)
+        self._lock_fd: int | None = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        self.swept = sweep_dead_runs(tmp)
+
+    def scratch_dir(self, prefix: str = "node-") -> Path:
+        import tempfile
+
+        return Path(tempfile.mkdtemp(dir=self.dir, prefix=prefix))
+
+    def record_group(self, pgid: int) -> None:
+        """Note a child's process group (its leader is `pgid`), for the sweep after a crash."""
+        start = _process_start(pgid)
+        if start is None:
+            return  # gone already
+        with open(self.dir / "groups", "a") as handle:
+            handle.write(f"{pgid} {start}\n")
+
+    def alive(self, run_id: str) -> bool:
+        return run_id == self.id or run_is_alive(self.tmp, run_id)
+
+    def finish(self) -> None:
+        """End the run: its directory goes (scratch left by nodes included), its lock with it."""
+        if self._lock_fd is None:
+            return
+        trash = self.tmp / "trash"
+        trash.mkdir(exist_ok=True)
+        gone = trash / f"run-{self.id}"
+        try:
+            os.replace(self.dir, gone)
+        except OSError:
+            gone = self.dir
+        # what is left is small (the lock, the groups file): nodes' scratch went to the trash
+        shutil.rmtree(gone, ignore_errors=True)
+        os.close(self._lock_fd)
+        self._lock_fd = None
+
+
+def sweep_dead_runs(tmp: Path) -> list[str]:
+    """Kill what is left of every dead run's child processes and delete its directory (at once:
+    a crash is rare, and its scratch may be large). Returns the ids of the runs swept."""
+    runs = tmp / "runs"
+    swept = []
+    for directory in sorted(runs.iterdir()) if runs.is_dir() else ():
+        fd = _try_lock(directory)
+        if fd is None:
+            continue
+        try:
+            _kill_groups(directory / "groups")
+            trash = tmp / "trash"
+            trash.mkdir(exist_ok=True)
+            gone = trash / f"run-{directory.name}"
+            try:
+                os.replace(directory, gone)
+            except OSError:
+                gone = directory
+            shutil.rmtree(gone, ignore_errors=True)
+            swept.append(directory.name)
+        finally:
+            os.close(fd)
+    return swept
+
+
+def _kill_groups(groups: Path) -> None:
+    try:
+        lines = groups.read_text().splitlines()
+    except OSError:
+        return
+    recorded = {}
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            pgid, start = line.split()
+            recorded[int(pgid)] = int(start)
+    if not recorded:
+        return
+    members: dict[int, int] = {}  # pgid -> processes in it
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (stat := _proc_stat(int(entry))) and stat.pgid in recorded:
+            members[stat.pgid] = members.get(stat.pgid, 0) + 1
+    for pgid, start in recorded.items():
+        if not members.get(pgid):
+            continue
+        leader = _proc_stat(pgid)
+        # the leader alive with another start time: the number now names an unrelated group
+        if leader is not None and leader.start != start:
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)

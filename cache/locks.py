@@ -28,11 +28,14 @@ class KeyLocks:
     def __init__(self, directory: Path):
         self.directory = directory
         self.stopping = threading.Event()
+        self._made = False
 
     @contextlib.contextmanager
     def hold(self, key: str, *, on_wait: Callable[[], None] | None = None) -> Iterator[bool]:
         """Hold the lock of `key`; yields whether another process held it first (waited)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        if not self._made:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._made = True
         path = self.directory / f"{key}.lock"
         waited = False
         while True:

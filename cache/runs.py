@@ -6,13 +6,17 @@ A run has an id and a directory `tmp/runs/<id>/` in the cache, holding:
   the lock when the process dies, however it dies (SIGKILL included), so a run whose lock can
   be taken is dead;
 - `groups`, the process groups of the child processes it started (one per child: executors
-  start every child in its own group), with the start time of each group's leader, so that a
-  later run can kill what is left of them without ever killing an unrelated process that
-  reused the number;
+  start every child in its own group), with the start time of each group's leader, so that
+  what is left of them can be killed without ever killing an unrelated process that reused
+  the number;
 - the scratch directories of its nodes and the temporary files of the blobs it stores.
 
-When a run starts, it sweeps every dead run of the cache: kills what is left of their process
-groups and deletes their directories. A live run, concurrent in another process, is never
+Before its first child, a run starts a watchdog: a small process in a session of its own
+that reads a pipe only the run holds. The kernel closes the pipe when the run's process dies,
+however it dies, and the watchdog then kills what is left of the run's process groups, at
+once (a run that finishes tells it to go without killing anything). When a run starts, it
+sweeps every dead run of the cache: kills what is left of their process groups (should the
+watchdog have died too) and deletes their directories. A live run, concurrent in another process, is never
 touched. Docker containers are engine-wide rather than per cache, so `run_is_alive` also
 answers for a run of another cache on this machine: its id carries the process id and start
 time of its process (and the boot and pid namespace they are valid in).
@@ -26,13 +30,27 @@ import os
 import secrets
 import shutil
 import signal
+import subprocess
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import IO
 
 #: A run directory without its lock file yet is a run starting (or one killed while starting).
 _STARTING_SECONDS = 60.0
+
+# The watchdog: waits for the end of its stdin (the run closes it, or dies); unless the run
+# said "q" (finished), it kills what is left of the run's recorded process groups.
+_WATCHDOG = """
+import sys
+if not sys.stdin.buffer.read().endswith(b"q"):
+    from pathlib import Path
+    from graphbuild.cache.runs import kill_recorded_groups
+    kill_recorded_groups(Path(sys.argv[1]))
+"""
 
 
 @dataclass(frozen=True)
@@ -134,6 +152,9 @@ class Run:
         self.dir.mkdir(parents=True)
         self._lock_fd: int | None = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        self._watchdog: subprocess.Popen | None = None
+        self._groups_lock = threading.Lock()
+        self._groups: IO[str] | None = None
         self.swept = sweep_dead_runs(tmp)
 
     def scratch_dir(self, prefix: str = "node-") -> Path:
@@ -141,13 +162,27 @@ class Run:
 
         return Path(tempfile.mkdtemp(dir=self.dir, prefix=prefix))
 
+    def watch_children(self) -> None:
+        """Start the watchdog (once, before the first child)."""
+        if self._watchdog is not None:
+            return
+        with self._groups_lock:
+            if self._watchdog is None:
+                self._watchdog = subprocess.Popen(
+                    [sys.executable, "-c", _WATCHDOG, str(self.dir / "groups")], stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/", start_new_session=True)
+
     def record_group(self, pgid: int) -> None:
-        """Note a child's process group (its leader is `pgid`), for the sweep after a crash."""
+        """Note a child's process group (its leader is `pgid`): the watchdog, or the next run's
+        sweep, kills what is left of it if this process dies."""
         start = _process_start(pgid)
         if start is None:
             return  # gone already
-        with open(self.dir / "groups", "a") as handle:
-            handle.write(f"{pgid} {start}\n")
+        with self._groups_lock:
+            if self._groups is None:
+                self._groups = open(self.dir / "groups", "a")  # noqa: SIM115 (open for the run's life)
+            self._groups.write(f"{pgid} {start}\n")
+            self._groups.flush()  # to the kernel: a SIGKILL now loses nothing
 
     def alive(self, run_id: str) -> bool:
         return run_id == self.id or run_is_alive(self.tmp, run_id)
@@ -156,6 +191,9 @@ class Run:
         """End the run: its directory goes (scratch left by nodes included), its lock with it."""
         if self._lock_fd is None:
             return
+        if self._groups is not None:
+            self._groups.close()
+            self._groups = None
         trash = self.tmp / "trash"
         trash.mkdir(exist_ok=True)
         gone = trash / f"run-{self.id}"
@@ -165,6 +203,12 @@ class Run:
             gone = self.dir
         # what is left is small (the lock, the groups file): nodes' scratch went to the trash
         shutil.rmtree(gone, ignore_errors=True)
+        if self._watchdog is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._watchdog.communicate(b"q", timeout=10)  # done: go without killing anything
+            with contextlib.suppress(OSError):
+                self._watchdog.kill()
+            self._watchdog = None
         os.close(self._lock_fd)
         self._lock_fd = None
 
@@ -179,7 +223,7 @@ def sweep_dead_runs(tmp: Path) -> list[str]:
         if fd is None:
             continue
         try:
-            _kill_groups(directory / "groups")
+            kill_recorded_groups(directory / "groups")
             trash = tmp / "trash"
             trash.mkdir(exist_ok=True)
             gone = trash / f"run-{directory.name}"
@@ -194,7 +238,9 @@ def sweep_dead_runs(tmp: Path) -> list[str]:
     return swept
 
 
-def _kill_groups(groups: Path) -> None:
+def kill_recorded_groups(groups: Path) -> None:
+    """SIGKILL what is left of the process groups a run recorded (leaders and members alike);
+    a number now used by an unrelated process (another start time) is left alone."""
     try:
         lines = groups.read_text().splitlines()
     except OSError:

@@ -25,35 +25,44 @@ _DISPLAY_LIMIT = 160
 def canonical(value: Any) -> bytes:
     """Bytes that stand for `value` and for no other value: an injective, self-delimiting encoding.
 
-    Every value starts with a type tag; strings and containers carry their length, numbers end
-    with a terminator, so no encoding is a prefix of another and a concatenation of encodings
-    splits one way only. The domain is what manifests hold: str, None, bool, int, float, and
-    lists and dicts of them (dict keys of any of those types; a tuple is the list of its items).
-    The common shapes (a string, a list of strings) take a fast path with the same bytes the
-    general encoder writes for them, since every node of every run is keyed.
+    Every value starts with a type tag; strings and containers carry their length (in bytes,
+    in items), numbers end with a terminator, so no encoding is a prefix of another and a
+    concatenation of encodings splits one way only. The domain is what manifests hold: str,
+    None, bool, int, float, and lists and dicts of them (dict keys of any of those types; a
+    tuple is the list of its items). A list of strings only (the commonest shape, with the
+    string) has a form of its own, written without a loop over its items when they are ASCII,
+    since every node of every run is keyed.
     """
     kind = type(value)
     if kind is str:
-        data = value.encode("utf-8", "surrogatepass")
-        return b"s%d:" % len(data) + data
+        return _str(value)
     if kind is list and all(type(item) is str for item in value):
-        parts = [b"l%d:" % len(value)]
-        for item in value:
-            data = item.encode("utf-8", "surrogatepass")
-            parts.append(b"s%d:" % len(data))
-            parts.append(data)
-        return b"".join(parts)
-    parts = []
+        return _strings(value)
+    parts: list[bytes] = []
     _encode(value, parts)
     return b"".join(parts)
+
+
+def _str(value: str) -> bytes:
+    if value.isascii():
+        return f"s{len(value)}:{value}".encode()
+    data = value.encode("utf-8", "surrogatepass")
+    return b"s%d:" % len(data) + data
+
+
+def _strings(value: list[str] | tuple[str, ...]) -> bytes:
+    """`L<count>:<byte length>,<byte length>...:<the strings' bytes, one after the other>`."""
+    joined = "".join(value)
+    if joined.isascii():
+        return f"L{len(value)}:{','.join(map(str, map(len, value)))}:{joined}".encode()
+    items = [item.encode("utf-8", "surrogatepass") for item in value]
+    return b"L%d:%s:%s" % (len(items), b",".join(b"%d" % len(item) for item in items), b"".join(items))
 
 
 def _encode(value: Any, parts: list[bytes]) -> None:
     kind = type(value)
     if kind is str:
-        data = value.encode("utf-8", "surrogatepass")
-        parts.append(b"s%d:" % len(data))
-        parts.append(data)
+        parts.append(_str(value))
     elif value is None:
         parts.append(b"n")
     elif kind is bool:
@@ -64,6 +73,9 @@ def _encode(value: Any, parts: list[bytes]) -> None:
         # repr round-trips every float and tells -0.0, inf and nan apart
         parts.append(b"d" + repr(value).encode() + b";")
     elif kind is list or kind is tuple:
+        if all(type(item) is str for item in value):
+            parts.append(_strings(value))
+            return
         parts.append(b"l%d:" % len(value))
         for item in value:
             _encode(item, parts)
@@ -136,8 +148,14 @@ def component(value: Any, location: Location | None = None) -> Component:
 
 
 def key_of(manifest: Mapping[str, Component]) -> str:
-    pairs = [[KEY_FORMAT]] + [[name, manifest[name].digest] for name in sorted(manifest)]
-    return xxhash.xxh3_128_hexdigest(canonical(pairs))
+    """The key: the key format, then the components' names and digests in name order, as one
+    list of strings `[name, digest, name, digest...]` (an even count: it splits into pairs one
+    way only)."""
+    flat = []
+    for name in sorted(manifest):
+        flat.append(name)
+        flat.append(manifest[name].digest)
+    return xxhash.xxh3_128_hexdigest(b"k%d;" % KEY_FORMAT + _strings(flat))
 
 
 @dataclass(frozen=True, slots=True)

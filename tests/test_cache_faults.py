@@ -41,6 +41,10 @@ def _slow_workspace(ws, side: Path, *, count: int = 8, sleep: float = 0.4) -> li
 
 def _processes() -> dict[int, tuple[int, str]]:
     """pid -> (pgid, cwd) of every process we can see."""
+    return {pid: (pgid, cwd) for pid, (pgid, cwd, _) in _processes_with_commands().items()}
+
+
+def _processes_with_commands() -> dict[int, tuple[int, str, str]]:
     found = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -54,7 +58,8 @@ def _processes() -> dict[int, tuple[int, str]]:
                 cwd = os.readlink(f"/proc/{entry}/cwd")
             except OSError:
                 cwd = ""
-            found[int(entry)] = (int(fields[2]), cwd)
+            command = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            found[int(entry)] = (int(fields[2]), cwd, command)
         except (OSError, ValueError):
             continue
     return found
@@ -276,14 +281,20 @@ def _kill_workspace(ws) -> None:
     ws.write("pkg/BUILD.envs", "\n".join(rules) + "\n")
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_sigkill_at_a_random_point_of_a_cold_run_leaves_nothing_and_loses_nothing(ws, tmp_path, seed):
+@pytest.mark.parametrize(("seed", "watchdog_too"), [(1, False), (2, False), (3, True)])
+def test_sigkill_at_a_random_point_of_a_cold_run_leaves_nothing_and_loses_nothing(ws, tmp_path, seed, watchdog_too):
+    """`watchdog_too`: the run's watchdog is killed first, so what the run left is found by
+    the next run's sweep alone."""
     _kill_workspace(ws)
     proc = ws.gb_process("build", "//pkg:all", "-j", "2")
     runs = ws.cache / "tmp" / "runs"
     # a random point once nodes run (before that, there is nothing to leave behind)
     _wait_for(lambda: runs.is_dir() and any((d / "groups").exists() for d in runs.iterdir()))
     time.sleep(random.Random(seed).uniform(0.0, 1.2))
+    if watchdog_too:
+        for pid, (_, _, command) in _processes_with_commands().items():
+            if str(runs) in command:
+                os.kill(pid, signal.SIGKILL)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL  # killed, not finished
@@ -295,9 +306,11 @@ def test_sigkill_at_a_random_point_of_a_cold_run_leaves_nothing_and_loses_nothin
         if (run_dir / "groups").exists():
             groups |= {int(line.split()[0]) for line in (run_dir / "groups").read_text().splitlines()}
     assert groups
-    # the direct children (each its group's leader) die with graphbuild (PR_SET_PDEATHSIG);
-    # their own children are left to the sweep of the next run
-    _wait_for(lambda: not (set(_processes()) & groups), timeout=10)
+    if watchdog_too:
+        # nobody killed the background jobs of the groups: the next run's sweep must
+        assert any(pgid in groups for pgid, _ in _processes().values())
+    else:  # the watchdog kills every process of the run's groups at once
+        _wait_for(lambda: not any(pgid in groups for pgid, _ in _processes().values()), timeout=10)
     stored = {key for key, _, _ in _stored(ws)}
 
     rerun = ws.gb("build", "//pkg:all", "--json")
@@ -325,16 +338,21 @@ def _stored(ws):
         cache.close()
 
 
-def test_a_child_process_dies_with_graphbuild_even_by_sigkill(tmp_path):
+def test_children_and_grandchildren_die_with_graphbuild_even_by_sigkill(tmp_path):
     import subprocess
     import sys
 
-    pid_file = tmp_path / "child.pid"
-    script = ("from graphbuild.execution.processes import run_process\n"
-              f"run_process(['bash', '-c', 'echo $$ > {pid_file}; exec sleep 60'])\n")
+    pids = tmp_path / "pids"
+    script = ("import sys\n"
+              "from pathlib import Path\n"
+              "from graphbuild.cache.runs import Run\n"
+              "from graphbuild.execution import processes\n"
+              f"processes.bind(Run(Path({str(tmp_path / 'tmp')!r})))\n"
+              f"processes.run_process(['bash', '-c', 'sleep 60 & echo $$ $! > {pids}; wait'])\n")
     parent = subprocess.Popen([sys.executable, "-c", script])
-    child = int(_wait_for(lambda: pid_file.exists() and pid_file.read_text().strip()))
-    assert child in _processes()
+    child, grandchild = map(int, _wait_for(lambda: pids.exists() and pids.read_text().split()))
+    assert {child, grandchild} <= set(_processes())
     parent.send_signal(signal.SIGKILL)
     parent.wait(timeout=30)
-    _wait_for(lambda: child not in _processes(), timeout=10)
+    # the run's watchdog kills both at once: no next run needed
+    _wait_for(lambda: not ({child, grandchild} & set(_processes())), timeout=10)

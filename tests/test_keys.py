@@ -43,6 +43,17 @@ def _decode(data: bytes, at: int) -> tuple[Any, int]:
         end = data.index(b";", at)
         text = data[at:end].decode()
         return (int(text) if tag == b"i" else float(text)), end + 1
+    if tag == b"L":
+        count, at = _count(data, at)
+        colon = data.index(b":", at)
+        sizes = [int(size) for size in data[at:colon].split(b",")] if count else []
+        assert len(sizes) == count
+        at = colon + 1
+        items = []
+        for size in sizes:
+            items.append(data[at:at + size].decode("utf-8", "surrogatepass"))
+            at += size
+        return items, at
     if tag == b"l":
         count, at = _count(data, at)
         items = []

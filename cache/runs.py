@@ -128,6 +128,8 @@ def _try_lock(directory: Path) -> int | None:
     """The run's lock, taken (the run is dead: the caller now holds it), or None (alive)."""
     try:
         fd = os.open(directory / "lock", os.O_RDWR | os.O_CLOEXEC)
+    except NotADirectoryError:
+        return None  # not a run's directory: not ours to judge
     except FileNotFoundError:
         # no lock yet: a run between mkdir and taking its lock, unless that was long ago
         with contextlib.suppress(OSError):

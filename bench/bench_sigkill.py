@@ -11,7 +11,9 @@ points, rerun it, and check after each kill that
 
 Every trial uses a fresh cache (a cold run each time); the uv cache and the Docker engine are
 shared, as on a developer's machine. A first, uninterrupted cold run measures how long a cold
-run takes; each trial then kills at a uniformly random point of that span. Needs the services
+run takes; each trial then kills at a uniformly random point of that span (a run that finished
+first is run again with half the delay). Every other trial also kills the run's watchdog first,
+so that what the run left is found by the next run's sweep alone. Needs the services
 (`scripts/workspace-env.sh`, started if need be) and the package index.
 """
 
@@ -47,6 +49,7 @@ LABEL = "org.graphbuild.run"
 class Trial:
     index: int
     delay: float
+    watchdog_too: bool = False  # its watchdog killed first: the next run's sweep must clean up
     killed: bool = False
     in_progress: list[str] = field(default_factory=list)
     stored: int = 0
@@ -152,18 +155,27 @@ def graphbuild(args: list[str], ws: Path, cache: Path, env: dict[str, str], jobs
 
 
 def run_trial(index: int, delay: float, ws: Path, cache: Path, env: dict[str, str], jobs: int,
-              docker: Docker) -> Trial:
-    trial = Trial(index, delay)
+              docker: Docker, watchdog_too: bool) -> Trial:
+    trial = Trial(index, delay, watchdog_too)
     before = docker.ids()
-    proc = graphbuild(["run", TARGET], ws, cache, env, jobs)
-    try:
-        proc.wait(timeout=delay)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGKILL)
-        trial.killed = True
-    _, err = proc.communicate()
+    for _ in range(4):  # a run that finished before its kill is no trial: again, killed earlier
+        shutil.rmtree(cache, ignore_errors=True)
+        proc = graphbuild(["run", TARGET], ws, cache, env, jobs)
+        try:
+            proc.wait(timeout=trial.delay)
+        except subprocess.TimeoutExpired:
+            if watchdog_too:  # the run's watchdog is the process naming the run's groups file
+                for pid, (_, _, command) in processes().items():
+                    if str(cache / "tmp" / "runs") in command:
+                        os.kill(pid, signal.SIGKILL)
+            proc.send_signal(signal.SIGKILL)
+            trial.killed = True
+        _, err = proc.communicate()
+        if trial.killed:
+            break
+        trial.delay /= 2
     if not trial.killed:
-        trial.problems.append(f"the run finished (exit {proc.returncode}) before the kill at {delay:.1f} s")
+        trial.problems.append("every run finished before its kill")
         return trial
     trial.in_progress = in_progress(err)
 
@@ -253,9 +265,11 @@ def main(argv: list[str] | None = None) -> int:
         for index in range(1, args.trials + 1):
             delay = rnd.uniform(0.5, 0.95 * cold_seconds)
             cache = base / f"cache-{index}"
-            trial = run_trial(index, delay, ws, cache, env, args.jobs, docker)
+            trial = run_trial(index, delay, ws, cache, env, args.jobs, docker, watchdog_too=index % 2 == 0)
             trials.append(trial)
-            print(f"trial {index:>2}: kill at {delay:5.1f} s during {', '.join(trial.in_progress) or '(no node)'}; "
+            during = ", ".join(trial.in_progress) or "(not known: its last progress lines were not flushed)"
+            print(f"trial {index:>2}: kill at {trial.delay:5.1f} s"
+                  f"{' (and its watchdog)' if trial.watchdog_too else ''} during {during}; "
                   f"{trial.alive_after_kill} processes of it alive after the kill, "
                   f"{trial.labelled_after_kill} labelled containers; "
                   f"rerun exit {trial.rerun_exit} in {trial.rerun_seconds:.1f} s, reused {trial.reused}/{trial.stored} "
@@ -273,9 +287,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{sum(bool(t.in_progress) for t in trials)}; results stored before the kill: median "
               f"{statistics.median(t.stored for t in trials):.0f} (of {total} nodes), all reused: "
               f"{sum(t.reused == t.stored for t in trials if t.rerun_exit == 0)}")
-        print(f"processes of the killed run alive right after the kill (left for the sweep): total "
-              f"{sum(t.alive_after_kill for t in trials)}; after the rerun: "
-              f"{sum(len(t.left_processes) for t in trials)}")
+        for watchdog_too in (False, True):
+            some = [t for t in trials if t.watchdog_too == watchdog_too]
+            print(f"{'watchdog killed too' if watchdog_too else 'watchdog alive'} ({len(some)} trials): processes "
+                  f"of the killed run alive 0.5 s after the kill: {sum(t.alive_after_kill for t in some)}; "
+                  f"after the rerun: {sum(len(t.left_processes) for t in some)}")
         labelled = docker.any_labelled() or any(t.labelled_after_kill for t in trials)
         if not labelled:
             print(f"containers: none carries the label {LABEL} yet (the test-image executor does not set it): "

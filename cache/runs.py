@@ -48,9 +48,13 @@ _WATCHDOG = """
 import sys
 if not sys.stdin.buffer.read().endswith(b"q"):
     from pathlib import Path
-    from graphbuild.cache.runs import kill_recorded_groups
-    kill_recorded_groups(Path(sys.argv[1]))
+    from graphbuild.cache.runs import kill_run_processes
+    kill_run_processes(sys.argv[1], Path(sys.argv[2]))
 """
+#: Set in the environment of every child of a run (and so of their children): what the
+#: watchdog and the sweep find even a child started a moment before its run died, not yet
+#: recorded.
+RUN_ENV = "GRAPHBUILD_RUN_ID"
 
 
 @dataclass(frozen=True)
@@ -171,7 +175,7 @@ class Run:
         with self._groups_lock:
             if self._watchdog is None:
                 self._watchdog = subprocess.Popen(
-                    [sys.executable, "-c", _WATCHDOG, str(self.dir / "groups")], stdin=subprocess.PIPE,
+                    [sys.executable, "-c", _WATCHDOG, self.id, str(self.dir / "groups")], stdin=subprocess.PIPE,
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/", start_new_session=True)
 
     def record_group(self, pgid: int) -> None:
@@ -225,7 +229,7 @@ def sweep_dead_runs(tmp: Path) -> list[str]:
         if fd is None:
             continue
         try:
-            kill_recorded_groups(directory / "groups")
+            kill_run_processes(directory.name, directory / "groups")
             trash = tmp / "trash"
             trash.mkdir(exist_ok=True)
             gone = trash / f"run-{directory.name}"
@@ -238,6 +242,29 @@ def sweep_dead_runs(tmp: Path) -> list[str]:
         finally:
             os.close(fd)
     return swept
+
+
+def kill_run_processes(run_id: str, groups: Path) -> None:
+    """SIGKILL what is left of a dead run's children: its recorded process groups, and every
+    process carrying the run's id in its environment (with its group, when it leads one)."""
+    kill_recorded_groups(groups)
+    marker = f"{RUN_ENV}={run_id}".encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        if marker not in environ.split(b"\0"):
+            continue
+        stat = _proc_stat(pid)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if stat is not None and stat.pgid == pid:
+                os.killpg(pid, signal.SIGKILL)  # it leads its group: the group is its own
+            else:
+                os.kill(pid, signal.SIGKILL)
 
 
 def kill_recorded_groups(groups: Path) -> None:

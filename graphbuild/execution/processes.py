@@ -4,9 +4,10 @@ with the run, killed with graphbuild, so that nothing of them outlives a crash.
 - Each child leads a new session and process group: a timeout, or the end of the command,
   kills the whole group (a shell's background jobs, a build backend's workers), not just the
   child.
-- Each group is recorded with the run (`Run.record_group`), and a watchdog of the run kills
-  what is left of the recorded groups the moment graphbuild dies, however it dies (SIGKILL
-  included): children and grandchildren alike. The next run's sweep kills what even that
+- Each group is recorded with the run (`Run.record_group`), and each child's environment
+  carries the run's id (`GRAPHBUILD_RUN_ID`); a watchdog of the run kills what is left of
+  both the moment graphbuild dies, however it dies (SIGKILL included): children and
+  grandchildren alike, a child started an instant before the death included. The next run's sweep kills what even that
   missed (the watchdog killed along with graphbuild).
 
 Executors reach this through `ExecContext.run` or `graphbuild.api.run_process`.
@@ -23,6 +24,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from graphbuild.cache.runs import RUN_ENV
 
 if TYPE_CHECKING:
     from graphbuild.cache.runs import Run
@@ -55,6 +58,7 @@ def run_process(args: Sequence[str] | str, *, cwd: Path | str | None = None, env
     run = bound_run()
     if run is not None:
         run.watch_children()  # before the first child exists: none may start unwatched
+        env = {**(os.environ if env is None else env), RUN_ENV: run.id}
     child = subprocess.Popen(
         args, cwd=cwd, env=dict(env) if env is not None else None, shell=shell, text=True,
         stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL, stdout=subprocess.PIPE,

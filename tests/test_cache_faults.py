@@ -356,3 +356,26 @@ def test_children_and_grandchildren_die_with_graphbuild_even_by_sigkill(tmp_path
     parent.wait(timeout=30)
     # the run's watchdog kills both at once: no next run needed
     _wait_for(lambda: not ({child, grandchild} & set(_processes())), timeout=10)
+
+
+def test_a_child_not_yet_recorded_when_graphbuild_dies_is_killed_by_its_run_id(tmp_path):
+    """The instant between starting a child and recording its group: the child is found by
+    the run id in its environment."""
+    import subprocess
+    import sys
+
+    pid_file = tmp_path / "child.pid"
+    script = ("import os, subprocess, time\n"
+              "from pathlib import Path\n"
+              "from graphbuild.cache.runs import RUN_ENV, Run\n"
+              f"run = Run(Path({str(tmp_path / 'tmp')!r}))\n"
+              "run.watch_children()\n"
+              "child = subprocess.Popen(['sleep', '60'], start_new_session=True,\n"
+              "                         env={**os.environ, RUN_ENV: run.id})  # never recorded\n"
+              f"Path({str(pid_file)!r}).write_text(str(child.pid))\n"
+              "time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    child = int(_wait_for(lambda: pid_file.exists() and pid_file.read_text().strip()))
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(timeout=30)
+    _wait_for(lambda: child not in _processes(), timeout=10)

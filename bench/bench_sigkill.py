@@ -166,7 +166,7 @@ def run_trial(index: int, delay: float, ws: Path, cache: Path, env: dict[str, st
         except subprocess.TimeoutExpired:
             if watchdog_too:  # the run's watchdog is the process naming the run's groups file
                 for pid, (_, _, command) in processes().items():
-                    if "kill_recorded_groups" in command and str(cache / "tmp" / "runs") in command:
+                    if "kill_run_processes" in command and str(cache / "tmp" / "runs") in command:
                         os.kill(pid, signal.SIGKILL)
             proc.send_signal(signal.SIGKILL)
             trial.killed = True

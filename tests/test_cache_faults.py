@@ -293,7 +293,7 @@ def test_sigkill_at_a_random_point_of_a_cold_run_leaves_nothing_and_loses_nothin
     time.sleep(random.Random(seed).uniform(0.0, 1.2))
     if watchdog_too:
         for pid, (_, _, command) in _processes_with_commands().items():
-            if "kill_recorded_groups" in command and str(runs) in command:
+            if "kill_run_processes" in command and str(runs) in command:
                 os.kill(pid, signal.SIGKILL)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)

@@ -4,6 +4,7 @@ blob is rebuilt by its producer alone, every node reading it then reading the re
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -81,6 +82,14 @@ def test_a_corrupt_layer_blob_is_rebuilt_by_its_producer_alone_and_every_reader_
 
     client = docker.from_env()
     client.images.remove(image_id, force=True)  # so that #load must read the layers again
+    try:
+        _repaired(ws, client, found, producer, sha, image_id)
+    finally:  # the image is this test's own (a unique env): leave the shared engine as it was
+        with contextlib.suppress(docker.errors.APIError):
+            client.images.remove(image_id, force=True)
+
+
+def _repaired(ws, client, found, producer, sha, image_id):
     blob = ws.cache / "blobs" / "sha256" / sha
     data = bytearray(blob.read_bytes())
     data[len(data) // 2] ^= 0x01  # same size, one bit

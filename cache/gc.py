@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import shutil
 import time
 from pathlib import Path
@@ -16,7 +14,8 @@ from graphbuild.cache.runs import sweep_dead_runs
 
 # Other files of tmp/ (an older layout's scratch, damaged databases moved aside) go after a day.
 _STALE_TMP_SECONDS = 24 * 3600
-# Runs are swept by liveness, not age (a live run may be old); key locks only when free.
+# Runs are swept by liveness, not age (a live run may be old); the key lock file is held by
+# every running build (deleting it would let two of them take one key).
 _KEPT = {"runs", "locks"}
 
 
@@ -51,7 +50,6 @@ def collect(actions: ActionCache, blobs: BlobStore, tmp: Path, max_bytes: int) -
             freed += size
             deleted += 1
     sweep_dead_runs(tmp)
-    _sweep_idle_locks(tmp / "locks")
     now = time.time()
     for child in tmp.iterdir() if tmp.is_dir() else ():
         if child.name in _KEPT:
@@ -69,20 +67,3 @@ def _blob_refs(record: dict[str, Any]) -> list[str]:
         shas.append(record["log"])
     return shas
 
-
-def _sweep_idle_locks(directory: Path) -> None:
-    """Lock files of keys nobody holds (their holder crashed before deleting them)."""
-    for path in directory.glob("*.lock") if directory.is_dir() else ():
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-        except FileNotFoundError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            with contextlib.suppress(FileNotFoundError):
-                if os.fstat(fd).st_ino == os.stat(path).st_ino:
-                    os.unlink(path)  # held by us: no one else can be relying on it
-        except BlockingIOError:
-            pass
-        finally:
-            os.close(fd)

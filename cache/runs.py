@@ -5,21 +5,22 @@ A run has an id and a directory `tmp/runs/<id>/` in the cache, holding:
 - `lock`, locked (`flock`) by the run for as long as its process lives: the kernel releases
   the lock when the process dies, however it dies (SIGKILL included), so a run whose lock can
   be taken is dead;
-- `groups`, the process groups of the child processes it started (one per child: executors
-  start every child in its own group), with the start time of each group's leader, so that
-  what is left of them can be killed without ever killing an unrelated process that reused
-  the number;
+- `groups`, the process groups of the child processes it started (executors start every
+  child in a group of its own);
 - the scratch directories of its nodes and the temporary files of the blobs it stores.
 
-Before its first child, a run starts a watchdog: a small process in a session of its own
-that reads a pipe only the run holds. The kernel closes the pipe when the run's process dies,
-however it dies, and the watchdog then kills what is left of the run's process groups, at
-once (a run that finishes tells it to go without killing anything). When a run starts, it
-sweeps every dead run of the cache: kills what is left of their process groups (should the
-watchdog have died too) and deletes their directories. A live run, concurrent in another process, is never
-touched. Docker containers are engine-wide rather than per cache, so `run_is_alive` also
-answers for a run of another cache on this machine: its id carries the process id and start
-time of its process (and the boot and pid namespace they are valid in).
+Every child of a run carries the run's id in its environment (`GRAPHBUILD_RUN_ID`), and so do
+their own children: that is how what a dead run left is told from unrelated processes (a
+group number alone may have been reused since). Before its first child, a run starts a
+watchdog: a small process in a session of its own that reads a pipe only the run holds. The
+kernel closes the pipe when the run's process dies, however it dies, and the watchdog then
+kills what is left of the run's children at once (a run that finishes tells it to go
+without killing anything). When a run starts, it sweeps every dead run of the cache: kills
+what is left of its children (should the watchdog have died too) and deletes its directory.
+A live run, concurrent in another process, is never touched. Docker containers are
+engine-wide rather than per cache, so `run_is_alive` also answers for a run of another cache
+on this machine: its id carries the process id and start time of its process (and the boot
+and pid namespace they are valid in).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ _STARTING_SECONDS = 60.0
 _WATCHDOG = """
 import sys
 if not sys.stdin.buffer.read().endswith(b"q"):
+    import site
+    site.main()  # started with -S (a quicker start): graphbuild's site-packages only now
     from pathlib import Path
     from graphbuild.cache.runs import kill_run_processes
     kill_run_processes(sys.argv[1], Path(sys.argv[2]))
@@ -175,19 +178,16 @@ class Run:
         with self._groups_lock:
             if self._watchdog is None:
                 self._watchdog = subprocess.Popen(
-                    [sys.executable, "-c", _WATCHDOG, self.id, str(self.dir / "groups")], stdin=subprocess.PIPE,
+                    [sys.executable, "-S", "-c", _WATCHDOG, self.id, str(self.dir / "groups")], stdin=subprocess.PIPE,
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/", start_new_session=True)
 
     def record_group(self, pgid: int) -> None:
         """Note a child's process group (its leader is `pgid`): the watchdog, or the next run's
         sweep, kills what is left of it if this process dies."""
-        start = _process_start(pgid)
-        if start is None:
-            return  # gone already
         with self._groups_lock:
             if self._groups is None:
                 self._groups = open(self.dir / "groups", "a")  # noqa: SIM115 (open for the run's life)
-            self._groups.write(f"{pgid} {start}\n")
+            self._groups.write(f"{pgid}\n")
             self._groups.flush()  # to the kernel: a SIGKILL now loses nothing
 
     def alive(self, run_id: str) -> bool:
@@ -210,10 +210,10 @@ class Run:
         # what is left is small (the lock, the groups file): nodes' scratch went to the trash
         shutil.rmtree(gone, ignore_errors=True)
         if self._watchdog is not None:
+            # done: it goes without killing anything (not waited for: it exits on its own)
             with contextlib.suppress(OSError, ValueError):
-                self._watchdog.communicate(b"q", timeout=10)  # done: go without killing anything
-            with contextlib.suppress(OSError):
-                self._watchdog.kill()
+                self._watchdog.stdin.write(b"q")
+                self._watchdog.stdin.close()
             self._watchdog = None
         os.close(self._lock_fd)
         self._lock_fd = None
@@ -245,10 +245,18 @@ def sweep_dead_runs(tmp: Path) -> list[str]:
 
 
 def kill_run_processes(run_id: str, groups: Path) -> None:
-    """SIGKILL what is left of a dead run's children: its recorded process groups, and every
-    process carrying the run's id in its environment (with its group, when it leads one)."""
-    kill_recorded_groups(groups)
+    """SIGKILL what is left of a dead run's children: every process carrying the run's id in
+    its environment, and every process group holding one (its recorded groups first of all:
+    members that cleared their environment go with their group). A group number is never
+    trusted alone: it may have been reused by an unrelated process since it was recorded."""
+    recorded = set()
+    with contextlib.suppress(OSError):
+        for line in groups.read_text().splitlines():
+            with contextlib.suppress(ValueError, IndexError):
+                recorded.add(int(line.split()[0]))
     marker = f"{RUN_ENV}={run_id}".encode()
+    marked: list[int] = []
+    owned: set[int] = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -257,40 +265,14 @@ def kill_run_processes(run_id: str, groups: Path) -> None:
             environ = Path(f"/proc/{pid}/environ").read_bytes()
         except OSError:
             continue
-        if marker not in environ.split(b"\0"):
-            continue
-        stat = _proc_stat(pid)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            if stat is not None and stat.pgid == pid:
-                os.killpg(pid, signal.SIGKILL)  # it leads its group: the group is its own
-            else:
-                os.kill(pid, signal.SIGKILL)
-
-
-def kill_recorded_groups(groups: Path) -> None:
-    """SIGKILL what is left of the process groups a run recorded (leaders and members alike);
-    a number now used by an unrelated process (another start time) is left alone."""
-    try:
-        lines = groups.read_text().splitlines()
-    except OSError:
-        return
-    recorded = {}
-    for line in lines:
-        with contextlib.suppress(ValueError):
-            pgid, start = line.split()
-            recorded[int(pgid)] = int(start)
-    if not recorded:
-        return
-    members: dict[int, int] = {}  # pgid -> processes in it
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (stat := _proc_stat(int(entry))) and stat.pgid in recorded:
-            members[stat.pgid] = members.get(stat.pgid, 0) + 1
-    for pgid, start in recorded.items():
-        if not members.get(pgid):
-            continue
-        leader = _proc_stat(pgid)
-        # the leader alive with another start time: the number now names an unrelated group
-        if leader is not None and leader.start != start:
-            continue
+        if marker in environ.split(b"\0"):
+            marked.append(pid)
+            stat = _proc_stat(pid)
+            if stat is not None and (stat.pgid in recorded or stat.pgid == pid):
+                owned.add(stat.pgid)
+    for pgid in owned:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
+    for pid in marked:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)

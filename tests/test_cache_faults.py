@@ -84,7 +84,6 @@ def test_concurrent_runs_on_one_cache_run_each_node_once_in_all(ws, tmp_path, ru
         assert len(statuses) == len(names)
         assert set(statuses.values()) <= {"ran", "cached"}
     assert (ws.root / "graphbuild-out/pkg/j2.txt").read_text() == "n0\nn1\nn2\nn3\n"
-    assert list((ws.cache / "tmp" / "locks").iterdir()) == []  # every key lock released and deleted
     assert list((ws.cache / "tmp" / "runs").iterdir()) == []
 
 

@@ -30,9 +30,20 @@ from graphbuild.cache.runs import RUN_ENV
 if TYPE_CHECKING:
     from graphbuild.cache.runs import Run
 
-# how often a wait for a child looks whether it exited while its output stays open
+# how often a wait with a timeout looks whether the child exited while its output stays open
 _POLL_SECONDS = 1.0
 _bound = threading.local()
+
+
+_null_fd: int | None = None
+
+
+def _devnull() -> int:
+    """One /dev/null for every child's stdin (subprocess.DEVNULL opens one per child)."""
+    global _null_fd
+    if _null_fd is None:
+        _null_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    return _null_fd
 
 
 def bind(run: Run | None) -> None:
@@ -61,15 +72,21 @@ def run_process(args: Sequence[str] | str, *, cwd: Path | str | None = None, env
         env = {**(os.environ if env is None else env), RUN_ENV: run.id}
     child = subprocess.Popen(
         args, cwd=cwd, env=dict(env) if env is not None else None, shell=shell, text=True,
-        stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stdin=subprocess.PIPE if input is not None else _devnull(), stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE, start_new_session=True,
     )
     if run is not None:
         run.record_group(child.pid)
-    deadline = None if timeout is None else time.monotonic() + timeout
     try:
+        if timeout is None:
+            # the fast path (one blocking read): a background job that keeps the output open
+            # keeps this waiting, as it would a shell's `$(...)`
+            stdout, stderr = child.communicate(input=input)
+            _kill_group(child.pid)  # what is left of its group: background jobs nobody waits for
+            return subprocess.CompletedProcess(args, child.returncode, stdout, stderr)
+        deadline = time.monotonic() + timeout
         while True:
-            wait = _POLL_SECONDS if deadline is None else min(_POLL_SECONDS, max(0.0, deadline - time.monotonic()))
+            wait = min(_POLL_SECONDS, max(0.0, deadline - time.monotonic()))
             try:
                 stdout, stderr = child.communicate(input=input, timeout=wait)
                 break
@@ -78,10 +95,10 @@ def run_process(args: Sequence[str] | str, *, cwd: Path | str | None = None, env
                 if child.poll() is not None:
                     # it exited, but a background job of its group still holds its output open
                     _kill_group(child.pid)
-                elif deadline is not None and time.monotonic() >= deadline:
+                elif time.monotonic() >= deadline:
                     _kill_group(child.pid)
                     stdout, stderr = child.communicate()
-                    raise subprocess.TimeoutExpired(args, timeout or 0.0, output=stdout, stderr=stderr) from None
+                    raise subprocess.TimeoutExpired(args, timeout, output=stdout, stderr=stderr) from None
     except BaseException:
         _kill_group(child.pid)
         child.wait()

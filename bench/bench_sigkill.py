@@ -3,7 +3,8 @@ points, rerun it, and check after each kill that
 
 * the rerun exits 0 and reuses every result stored before the kill (each such node `cached`);
 * nothing of the killed run is left once the rerun is done: no process of the process groups
-  it recorded, no process working in its directory, no scratch directory, and no container
+  it recorded, no process carrying its run id in its environment, no process working in its
+  directory, no scratch directory, and no container
   labelled `org.graphbuild.run=<its run id>` (containers get that label from the test-image
   executor; when none carries it yet, that is reported, not failed).
 
@@ -39,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from example_copy import GRAPHBUILD, copy_example, services_env
 
 from graphbuild.cache.actions import ActionCache
-from graphbuild.cache.runs import run_is_alive
+from graphbuild.cache.runs import RUN_ENV, run_is_alive
 
 TARGET = "//envs:prod"
 LABEL = "org.graphbuild.run"
@@ -70,7 +71,7 @@ class Trial:
 
 
 def processes() -> dict[int, tuple[int, str, str]]:
-    """pid -> (pgid, cwd, command) of every live process."""
+    """pid -> (pgid, cwd, command + " " + the run id in its environment) of every live process."""
     found = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -85,15 +86,22 @@ def processes() -> dict[int, tuple[int, str, str]]:
             except OSError:
                 cwd = ""
             command = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            found[int(entry)] = (int(fields[2]), cwd, command.strip())
+            try:
+                environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+            except OSError:
+                environ = []
+            run = next((e.decode(errors="replace") for e in environ if e.startswith(RUN_ENV.encode() + b"=")), "")
+            found[int(entry)] = (int(fields[2]), cwd, f"{command.strip()} {run}".strip())
         except (OSError, ValueError):
             continue
     return found
 
 
 def of_run(procs: dict[int, tuple[int, str, str]], groups: set[int], run_dirs: list[Path]) -> dict[int, str]:
+    marks = [f"{RUN_ENV}={d.name}" for d in run_dirs]
     return {pid: command[:100] for pid, (pgid, cwd, command) in procs.items()
-            if pgid in groups or any(cwd.startswith(str(d)) for d in run_dirs)}
+            if pgid in groups or any(cwd.startswith(str(d)) for d in run_dirs)
+            or any(command.endswith(mark) for mark in marks)}
 
 
 def stored_keys(cache: Path) -> set[str]:

@@ -21,6 +21,16 @@ Then loading alone (`--loading-only` skips the rest): one BUILD.envs holding 500
 `query //big:all` (median of `--loading-runs`), beside the same targets made by a loop in
 Starlark and written on one line; the figure that must stay flat is the time per target
 (loading is linear).
+`--baseline DIR` compares with another version of graphbuild installed in DIR (put first on
+PYTHONPATH), side by side on the same workspace: a cold run of its own (its own cache), then
+no-op runs alternating between the two, and the ratio of their medians. Install both the same
+way (`--candidate DIR` for the version under test): an editable install imports ~40 ms slower
+than an installed one. To make the directories from git revisions:
+
+    mkdir /tmp/gb-base && git archive REV | tar -x -C /tmp/gb-base
+    .venv/bin/pip install --no-deps --target /tmp/gb-base-site /tmp/gb-base
+    (the same for HEAD into /tmp/gb-new-site)
+    .venv/bin/python bench/bench_engine.py --candidate /tmp/gb-new-site --baseline /tmp/gb-base-site
 """
 
 from __future__ import annotations
@@ -60,11 +70,13 @@ class Timed:
 
 
 class Bench:
-    def __init__(self, root: Path, cache: Path, jobs: int | None):
+    def __init__(self, root: Path, cache: Path, jobs: int | None, pythonpath: Path | None = None):
         self.root = root
         self.cache = cache
         self.jobs = jobs
-        self.env = {k: v for k, v in os.environ.items() if k != "GRAPHBUILD_CACHE_DIR"}
+        self.env = {k: v for k, v in os.environ.items() if k not in ("GRAPHBUILD_CACHE_DIR", "PYTHONPATH")}
+        if pythonpath is not None:
+            self.env["PYTHONPATH"] = str(pythonpath)
 
     def argv(self, *args: str) -> list[str]:
         extra = ["-j", str(self.jobs)] if self.jobs else []
@@ -166,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="targets in one BUILD file for the loading benchmark")
     parser.add_argument("--loading-runs", type=int, default=3)
     parser.add_argument("--loading-only", action="store_true", help="run the loading benchmark alone")
+    parser.add_argument("--candidate", metavar="DIR", type=Path,
+                        help="time the graphbuild installed in DIR (on PYTHONPATH) instead of the one this "
+                             "interpreter imports: with --baseline, both installed the same way")
+    parser.add_argument("--baseline", metavar="DIR", type=Path,
+                        help="also time no-op runs of the graphbuild installed in DIR, alternating (see above)")
     args = parser.parse_args(argv)
 
     if args.keep:
@@ -188,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
 def _bench(args: argparse.Namespace, base: Path) -> int:
     root, cache = base / "ws", base / "cache"
     info = generate(root, targets=args.targets, packages=args.packages, seed=args.seed)
-    bench = Bench(root, cache, args.jobs)
+    bench = Bench(root, cache, args.jobs, args.candidate)
     rows: list[tuple[str, str, str]] = []
     failures: list[str] = []
 
@@ -223,7 +240,18 @@ def _bench(args: argparse.Namespace, base: Path) -> int:
                  f"median of 3; {fmt_s(warm_graph - bare)} beyond import"))
 
     # (c) no-op
-    noops = [bench.run("run", "//...", "--json") for _ in range(args.noop_runs)]
+    baseline = Bench(root, base / "cache-baseline", args.jobs, args.baseline) if args.baseline else None
+    if baseline is not None:
+        version = baseline.run("--version").stdout.strip()
+        baseline_cold = baseline.run("run", "//...", "--json")
+        rows.append((f"baseline cold `run //...` ({args.baseline})", fmt_s(baseline_cold.seconds),
+                     f"{len(ran_nodes(baseline_cold))} ran; {version}"))
+    noops: list[Timed] = []
+    base_noops: list[Timed] = []
+    for _ in range(args.noop_runs):  # alternating: both see the same load
+        noops.append(bench.run("run", "//...", "--json"))
+        if baseline is not None:
+            base_noops.append(baseline.run("run", "//...", "--json"))
     noop = statistics.median(r.seconds for r in noops)
     noop_ran = max(len(ran_nodes(r)) for r in noops)
     noop_ok = noop_ran == 0
@@ -233,13 +261,30 @@ def _bench(args: argparse.Namespace, base: Path) -> int:
                  f"{statistics.median(r.json()['summary']['seconds'] for r in noops):.2f} s"))
     if not noop_ok:
         failures.append(f"no-op run ran {noop_ran} nodes")
+    if base_noops:
+        base_noop = statistics.median(r.seconds for r in base_noops)
+        rows.append(("baseline no-op `run //...`", fmt_s(base_noop),
+                     f"median of {len(base_noops)} ({', '.join(f'{r.seconds:.2f}' for r in base_noops)}); "
+                     f"{max(len(ran_nodes(r)) for r in base_noops)} ran; engine-reported "
+                     f"{statistics.median(r.json()['summary']['seconds'] for r in base_noops):.2f} s; "
+                     f"this / baseline = {noop / base_noop:.3f}"))
     # The same without --json: what a person typing `graphbuild run //...` waits for.
-    plain = [bench.run("run", "//...") for _ in range(args.noop_runs)]
+    plain: list[Timed] = []
+    base_plain: list[Timed] = []
+    for _ in range(args.noop_runs):
+        plain.append(bench.run("run", "//..."))
+        if baseline is not None:
+            base_plain.append(baseline.run("run", "//..."))
     plain_noop = statistics.median(r.seconds for r in plain)
     plain_ran = max(summary_ran(r) for r in plain)
     rows.append(("no-op `run //...` (text output)", fmt_s(plain_noop),
                  f"median of {len(plain)} ({', '.join(f'{r.seconds:.2f}' for r in plain)}); {plain_ran} ran "
                  f"[{'PASS' if plain_ran == 0 else 'FAIL'}]"))
+    if base_plain:
+        base_plain_noop = statistics.median(r.seconds for r in base_plain)
+        rows.append(("baseline no-op `run //...` (text output)", fmt_s(base_plain_noop),
+                     f"median of {len(base_plain)} ({', '.join(f'{r.seconds:.2f}' for r in base_plain)}); "
+                     f"this / baseline = {plain_noop / base_plain_noop:.3f}"))
     if plain_ran != 0:
         failures.append(f"no-op run (text output) ran {plain_ran} nodes")
     print(f"no-op run: {noop_ran} ran, median {fmt_s(noop)}", flush=True)

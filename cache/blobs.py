@@ -30,6 +30,10 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _stamp(st: os.stat_result) -> tuple[int, int, int, int]:
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
+
+
 class BlobStore:
     """Blobs live at `<root>/sha256/<hex>`: the `blobs/` directory of an OCI image layout, so an
     image in the cache is just an `index.json` and an `oci-layout` file beside this store."""
@@ -38,9 +42,9 @@ class BlobStore:
         self.root = root
         self._dir = str(root / "sha256")
         self.tmp = tmp
-        # Blobs verified by this process, with the (size, mtime) seen then: a blob read by
-        # many dependents is hashed once.
-        self._verified: dict[str, tuple[int, int]] = {}
+        # Blobs verified (or written) by this process, with the (size, mtime, ctime, inode)
+        # seen then: a blob read by many dependents is hashed once.
+        self._verified: dict[str, tuple[int, int, int, int]] = {}
         self._lock = threading.Lock()
 
     def path(self, digest: str) -> Path:
@@ -79,7 +83,7 @@ class BlobStore:
 
     def put_bytes(self, data: bytes) -> tuple[str, int]:
         digest = hashlib.sha256(data).hexdigest()
-        if not self.has(digest, len(data)):
+        if not self._known_good(digest, len(data)):
             fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="blob-")
             try:
                 with os.fdopen(fd, "wb") as handle:
@@ -91,12 +95,27 @@ class BlobStore:
         return digest, len(data)
 
     def _install(self, tmp: Path, digest: str) -> None:
+        """Put `tmp`, whose sha256 is `digest`, in place. A stored blob of that name is replaced
+        unless this process knows it is good: the stored one may be corrupt with the right size,
+        and a rename costs nothing next to the hashing already done."""
+        if self._known_good(digest, tmp.stat().st_size):
+            return
         dest = self.path(digest)
-        if self.has(digest, tmp.stat().st_size):
-            return  # already stored (a blob of the wrong size is corrupt: replace it)
         dest.parent.mkdir(exist_ok=True)
         os.chmod(tmp, 0o444)
         os.replace(tmp, dest)  # atomic: readers see all of it or nothing
+        with contextlib.suppress(FileNotFoundError):
+            stamp = _stamp(dest.stat())
+            with self._lock:
+                self._verified[digest] = stamp
+
+    def _known_good(self, digest: str, size: int) -> bool:
+        try:
+            stamp = _stamp(self.path(digest).stat())
+        except OSError:
+            return False
+        with self._lock:
+            return stamp[0] == size and self._verified.get(digest) == stamp
 
     def verified_path(self, digest: str) -> Path:
         """The blob's path after checking its bytes; a corrupt blob is deleted and raised."""
@@ -107,13 +126,13 @@ class BlobStore:
             raise CorruptBlob(digest) from None
         with self._lock:
             seen = self._verified.get(digest)
-        if seen == (st.st_size, st.st_mtime_ns):
+        if seen == _stamp(st):
             return path
         if sha256_file(path) != digest:
             self.delete(digest)
             raise CorruptBlob(digest)
         with self._lock:
-            self._verified[digest] = (st.st_size, st.st_mtime_ns)
+            self._verified[digest] = _stamp(st)
         return path
 
     def read_bytes(self, digest: str) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from pathlib import Path
@@ -9,9 +10,13 @@ from typing import Any
 
 from graphbuild.cache.actions import ActionCache
 from graphbuild.cache.blobs import BlobStore
+from graphbuild.cache.runs import sweep_dead_runs
 
-# Scratch directories of nodes whose process died; younger ones may belong to a running build.
+# Other files of tmp/ (an older layout's scratch, damaged databases moved aside) go after a day.
 _STALE_TMP_SECONDS = 24 * 3600
+# Runs are swept by liveness, not age (a live run may be old); the key lock file is held by
+# every running build (deleting it would let two of them take one key).
+_KEPT = {"runs", "locks"}
 
 
 def collect(actions: ActionCache, blobs: BlobStore, tmp: Path, max_bytes: int) -> dict[str, Any]:
@@ -44,10 +49,14 @@ def collect(actions: ActionCache, blobs: BlobStore, tmp: Path, max_bytes: int) -
             blobs.delete(sha)
             freed += size
             deleted += 1
+    sweep_dead_runs(tmp)
     now = time.time()
     for child in tmp.iterdir() if tmp.is_dir() else ():
-        if now - child.stat().st_mtime > _STALE_TMP_SECONDS:
-            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
+        if child.name in _KEPT:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if now - child.stat().st_mtime > _STALE_TMP_SECONDS:
+                shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
     return {"evicted_results": evicted, "kept_results": len(kept), "deleted_blobs": deleted,
             "freed_bytes": freed, "kept_bytes": total}
 
@@ -57,3 +66,4 @@ def _blob_refs(record: dict[str, Any]) -> list[str]:
     if record.get("log"):
         shas.append(record["log"])
     return shas
+

@@ -1,8 +1,9 @@
 """Node keys: a pure function of named input components.
 
-Each component is encoded canonically (JSON, sorted keys, no whitespace) and hashed with
-xxh3-128; the key hashes the sorted (name, component digest) pairs.  The components are kept,
-by name, as the node's manifest: `graphbuild why` diffs manifests.
+Each component is encoded canonically (`canonical`: tagged and length-prefixed, so distinct
+values never share bytes) and hashed with xxh3-128; the key hashes the sorted (name, component
+digest) pairs.  The components are kept, by name, as the node's manifest: `graphbuild why`
+diffs manifests.
 """
 
 from __future__ import annotations
@@ -17,25 +18,99 @@ import xxhash
 from graphbuild.errors import Location
 
 #: Bump when the key layout itself changes: every key changes with it.
-KEY_FORMAT = 2
+KEY_FORMAT = 3
 _DISPLAY_LIMIT = 160
 
 
 def canonical(value: Any) -> bytes:
-    """Type-tagged bytes. The common shapes (a string, None, a list of strings) get cheap
-    encodings, since every node of every run is keyed; anything else is sorted, compact JSON."""
+    """Bytes that stand for `value` and for no other value: an injective, self-delimiting encoding.
+
+    Every value starts with a type tag; strings and containers carry their length (in bytes,
+    in items), numbers end with a terminator, so no encoding is a prefix of another and a
+    concatenation of encodings splits one way only. The domain is what manifests hold: str,
+    None, bool, int, float, and lists and dicts of them (dict keys of any of those types; a
+    tuple is the list of its items). A list of strings only (the commonest shape, with the
+    string) has a form of its own, written without a loop over its items when they are ASCII,
+    since every node of every run is keyed.
+    """
     kind = type(value)
     if kind is str:
-        return b"s" + value.encode()
-    if value is None:
-        return b"n"
-    if kind is bool:
-        return b"jtrue" if value else b"jfalse"
-    if kind is int or (kind is float and value == value and abs(value) != float("inf")):
-        return b"j" + repr(value).encode()  # what JSON writes for them
-    if kind is list and all(type(item) is str and "\0" not in item for item in value):
-        return b"l" + "\0".join(value).encode() if value else b"l0"
-    return b"j" + json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        return _str(value)
+    if kind is list and all(type(item) is str for item in value):
+        return _strings(value)
+    parts: list[bytes] = []
+    _encode(value, parts)
+    return b"".join(parts)
+
+
+def _str(value: str) -> bytes:
+    if value.isascii():
+        return f"s{len(value)}:{value}".encode()
+    data = value.encode("utf-8", "surrogatepass")
+    return b"s%d:" % len(data) + data
+
+
+def _strings(value: list[str] | tuple[str, ...]) -> bytes:
+    """`L<count>:<byte length>,<byte length>...:<the strings' bytes, one after the other>`."""
+    joined = "".join(value)
+    if joined.isascii():
+        return f"L{len(value)}:{','.join(map(str, map(len, value)))}:{joined}".encode()
+    items = [item.encode("utf-8", "surrogatepass") for item in value]
+    return b"L%d:%s:%s" % (len(items), b",".join(b"%d" % len(item) for item in items), b"".join(items))
+
+
+def _encode(value: Any, parts: list[bytes]) -> None:
+    kind = type(value)
+    if kind is str:
+        parts.append(_str(value))
+    elif value is None:
+        parts.append(b"n")
+    elif kind is bool:
+        parts.append(b"t" if value else b"f")
+    elif kind is int:
+        parts.append(b"i%d;" % value)
+    elif kind is float:
+        # repr round-trips every float and tells -0.0, inf and nan apart
+        parts.append(b"d" + repr(value).encode() + b";")
+    elif kind is list or kind is tuple:
+        if all(type(item) is str for item in value):
+            parts.append(_strings(value))
+            return
+        parts.append(b"l%d:" % len(value))
+        for item in value:
+            _encode(item, parts)
+    elif kind is dict:
+        # entries in the order of their encoded keys: the same mapping gives the same bytes
+        # whatever the insertion order, and keys of different types never mix up ({1: x}, {"1": x})
+        entries = []
+        for key, item in value.items():
+            encoded: list[bytes] = []
+            _encode(key, encoded)
+            entries.append((b"".join(encoded), item))
+        entries.sort(key=lambda entry: entry[0])
+        parts.append(b"m%d:" % len(entries))
+        for encoded_key, item in entries:
+            parts.append(encoded_key)
+            _encode(item, parts)
+    else:
+        _encode(_plain(value), parts)
+
+
+def _plain(value: Any) -> Any:
+    """Subclasses of the plain types (an IntEnum, a StrEnum, a MappingProxy...) as their base value."""
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return list(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"cannot key a value of type {type(value).__name__}: {value!r:.80}")
 
 
 def digest(value: Any) -> str:
@@ -73,8 +148,14 @@ def component(value: Any, location: Location | None = None) -> Component:
 
 
 def key_of(manifest: Mapping[str, Component]) -> str:
-    pairs = [[KEY_FORMAT]] + [[name, manifest[name].digest] for name in sorted(manifest)]
-    return xxhash.xxh3_128_hexdigest(canonical(pairs))
+    """The key: the key format, then the components' names and digests in name order, as one
+    list of strings `[name, digest, name, digest...]` (an even count: it splits into pairs one
+    way only)."""
+    flat = []
+    for name in sorted(manifest):
+        flat.append(name)
+        flat.append(manifest[name].digest)
+    return xxhash.xxh3_128_hexdigest(b"k%d;" % KEY_FORMAT + _strings(flat))
 
 
 @dataclass(frozen=True, slots=True)

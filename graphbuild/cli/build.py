@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from graphbuild.analysis.analyzer import Analysis
-from graphbuild.cache.blobs import CorruptBlob
 from graphbuild.cli.output import emit_json
 from graphbuild.cli.session import Session
 from graphbuild.errors import EXIT_BAD_INPUT, EXIT_BUILD_FAILED, EXIT_OK, GraphbuildError, SpecErrors
@@ -117,17 +116,9 @@ def _execute(session: Session, reporter: ConsoleReporter, analysis: Analysis, or
              wanted: list[OutputRef], options: dict[str, Any] | None = None) -> dict[str, NodeOutcome]:
     scheduler = Scheduler(actions=session.actions, blobs=session.blobs, workspace_root=session.workspace.root,
                           tmp_dir=session.cache.tmp, reporter=reporter, jobs=session.jobs, remote=session.remote,
-                          options=options)
-    outcomes = scheduler.run(analysis.nodes, order)
-    for _ in range(3):
-        try:
-            materialize(wanted, outcomes, session.blobs, session.workspace.root, session.files.digest)
-            break
-        except CorruptBlob as err:
-            producer = next(nid for nid, o in outcomes.items() if any(v[0] == err.digest for v in o.outputs.values()))
-            reporter.warning(f"corrupt blob sha256:{err.digest[:16]} (output of {producer}) removed; rebuilding it")
-            outcomes.update(scheduler.run(analysis.nodes, order, force=[producer]))
-    return outcomes
+                          options=options, run=session.run)
+    return scheduler.run(analysis.nodes, order, deliver=lambda outcomes: materialize(
+        wanted, outcomes, session.blobs, session.workspace.root, session.files.digest))
 
 
 def _copy_reports(session: Session, outcomes: dict[str, NodeOutcome], directory: Path) -> None:

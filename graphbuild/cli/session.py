@@ -20,6 +20,7 @@ from graphbuild.cache.blobs import BlobStore
 from graphbuild.cache.files import FileDigests
 from graphbuild.cache.history import History
 from graphbuild.cache.layout import ENV_VAR, CacheDir, default_cache_dir
+from graphbuild.cache.runs import Run
 from graphbuild.errors import CacheError, Location, SpecError, SpecErrors, UsageError
 from graphbuild.labels import Label, Pattern
 from graphbuild.loading.loader import Loader
@@ -64,7 +65,15 @@ class Session:
 
     @cached_property
     def blobs(self) -> BlobStore:
-        return BlobStore(self.cache.blobs, self.cache.tmp)
+        # temporary files of blobs being stored live in the run's directory: a crash leaves
+        # them where the next run's sweep finds them
+        return BlobStore(self.cache.blobs, self.run.dir)
+
+    @cached_property
+    def run(self) -> Run:
+        """This process's run in the cache (its id, scratch, child processes); starting one
+        sweeps what dead runs left."""
+        return Run(self.cache.tmp)
 
     @cached_property
     def history(self) -> History:
@@ -189,6 +198,8 @@ class Session:
             self.files.save()
         if "actions" in self.__dict__:
             self.actions.close()
+        if "run" in self.__dict__:
+            self.run.finish()
 
 
 REMOTE_ENV = "GRAPHBUILD_REMOTE_CACHE"

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from graphbuild.execution.processes import run_process
 from graphbuild.nodes import LOCK_PHASE, ActionFailed, FileRef, Located, Node, OutputRef
+
+if TYPE_CHECKING:
+    from graphbuild.cache.runs import Run
 
 
 class ExecContext:
     def __init__(self, node: Node, workspace_root: Path, workdir: Path,
                  resolve_output: Callable[[OutputRef], Path], *, blob_root: Path | None = None,
-                 options: Mapping[str, Any] | None = None):
+                 options: Mapping[str, Any] | None = None, run: Run | None = None):
         self.node = node
+        self._run = run
         #: What the command line asked of executors beyond the inputs (`lock --upgrade`); only
         #: non-cacheable executors may let it change their result.
         self.options: Mapping[str, Any] = dict(options or {})
@@ -76,6 +79,23 @@ class ExecContext:
         os.replace(tmp, dest)
         return dest
 
+    @property
+    def run_id(self) -> str:
+        """The id of this graphbuild run (one per process that builds; `""` outside one). Label
+        what outlives a node with it (a container: `org.graphbuild.run=<run id>`) so that a later
+        run can tell whether its owner is still running (`run_is_alive`)."""
+        return self._run.id if self._run is not None else ""
+
+    def run_is_alive(self, run_id: str) -> bool:
+        """Whether the graphbuild run `run_id` is still running: this run; another run of this
+        cache while its process lives (it holds a lock the kernel releases when it dies, SIGKILL
+        included); a run of another cache on this machine while its process lives. A run of
+        another machine, or an id this version did not make, counts as alive: remove what a run
+        left only when this answers False."""
+        if self._run is None:
+            return True
+        return self._run.alive(run_id)
+
     def log(self, text: str) -> None:
         if text:
             self._log.append(text if text.endswith("\n") else text + "\n")
@@ -92,20 +112,14 @@ class ExecContext:
                     "TMPDIR": str(self.scratch), "LANG": "C.UTF-8"}
         full_env.update(env or {})
         try:
-            # Its own session: on a timeout the whole process group goes, not just the shell.
-            child = subprocess.Popen(argv, cwd=cwd or self.scratch, env=full_env, shell=shell, text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+            # its own process group, killed whole on a timeout; it dies with graphbuild
+            proc = run_process(argv, cwd=cwd or self.scratch, env=full_env, shell=shell, timeout=timeout,
+                               merge_stderr=True)
         except OSError as err:
             raise ActionFailed(f"cannot run {_show(argv)}: {err}") from None
-        try:
-            stdout, _ = child.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.pid, signal.SIGKILL)
-            stdout, _ = child.communicate()
-            self.log(stdout or "")
+        except subprocess.TimeoutExpired as err:
+            self.log(err.output or "")
             raise ActionFailed(f"timed out after {timeout} s: {_show(argv)}") from None
-        proc = subprocess.CompletedProcess(argv, child.returncode, stdout, None)
         self.log(proc.stdout)
         if check and proc.returncode != 0:
             raise ActionFailed(f"command exited with {proc.returncode}: {_show(argv)}",

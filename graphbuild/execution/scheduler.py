@@ -14,13 +14,15 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from graphbuild.cache.actions import ActionCache
 from graphbuild.cache.blobs import BlobStore, CorruptBlob
+from graphbuild.cache.locks import KeyLocks, Stopped
+from graphbuild.execution import processes
 from graphbuild.execution.context import ExecContext
 from graphbuild.execution.events import NodeOutcome, Reporter
 from graphbuild.execution.keying import node_manifest
@@ -29,14 +31,17 @@ from graphbuild.nodes import ActionFailed, Node, OutputRef
 
 if TYPE_CHECKING:  # the remote cache (and its HTTP client) is imported only when one is configured
     from graphbuild.cache.remote import RemoteCache
+    from graphbuild.cache.runs import Run
 
 _LOG_TAIL_LINES = 30
+#: How often one node (or `deliver`) may meet a corrupt blob in one run before it fails.
+_MAX_REPAIRS = 3
 
 
 class Scheduler:
     def __init__(self, *, actions: ActionCache, blobs: BlobStore, workspace_root: Path, tmp_dir: Path,
                  reporter: Reporter, jobs: int, remote: RemoteCache | None = None,
-                 options: Mapping[str, Any] | None = None):
+                 options: Mapping[str, Any] | None = None, run: Run | None = None):
         self.actions = actions
         self.blobs = blobs
         self.root = workspace_root
@@ -46,92 +51,41 @@ class Scheduler:
         self.manifests: dict[str, Manifest] = {}
         self.remote = remote
         self.options = dict(options or {})
+        #: this process's run: its scratch directories, the child processes it started
+        self.run_state = run
+        self.key_locks = KeyLocks(tmp_dir / "locks")
 
-    def run(self, nodes: Mapping[str, Node], order: list[str], *, force: Iterable[str] = ()) -> dict[str, NodeOutcome]:
-        """Run `order` (a topological order, dependencies first); `force` bypasses the cache."""
-        selected = set(order)
-        waiting_on = {nid: {d for d in nodes[nid].deps if d in selected} for nid in order}
-        dependents: dict[str, list[str]] = {nid: [] for nid in order}
-        for nid in order:
-            for dep in waiting_on[nid]:
-                dependents[dep].append(nid)
-        outcomes: dict[str, NodeOutcome] = {}
-        forced = set(force)
-        ready = deque(nid for nid in order if not waiting_on[nid])
-        running: dict[Future, str] = {}
-        running_keys: dict[str, str] = {}  # key -> node id computing it (single flight)
-        same_key_waiters: dict[str, list[str]] = {}
-        used_keys: list[str] = []
-        recovered: set[str] = set()
+    def run(self, nodes: Mapping[str, Node], order: list[str], *, force: Iterable[str] = (),
+            deliver: Callable[[Mapping[str, NodeOutcome]], object] | None = None) -> dict[str, NodeOutcome]:
+        """Run `order` (a topological order, dependencies first); `force` bypasses the cache.
 
-        def finish(nid: str, outcome: NodeOutcome) -> None:
-            outcomes[nid] = outcome
-            self.reporter.node_finished(nodes[nid], outcome)
-            for dependent in dependents[nid]:
-                pending = waiting_on[dependent]
-                pending.discard(nid)
-                if not pending and dependent not in outcomes:
-                    ready.append(dependent)
-
-        def output_digest(ref: OutputRef) -> str:
-            return outcomes[ref.node_id].outputs[ref.name][0]
-
-        def after_digest(node_id: str) -> str:
-            return outcomes[node_id].output_digest or ""
-
+        `deliver` is called with the outcomes once every node is done (to copy outputs where
+        people look for them): a corrupt blob it meets is repaired like one a node meets.
+        """
+        walk = _Walk(self, nodes, order, set(force))
         self.reporter.run_started(len(order), "")
         if (self.tmp_dir / "trash").is_dir():
             _sweeper.wake(self.tmp_dir / "trash")  # what an earlier process left
         with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="graphbuild") as pool:
-            while ready or running:
-                while ready:
-                    nid = ready.popleft()
-                    node = nodes[nid]
-                    blocked = [d for d in node.deps if d in outcomes and not outcomes[d].ok]
-                    if blocked:
-                        finish(nid, NodeOutcome(nid, "skipped", message=f"dependency {blocked[0]} did not succeed"))
-                        continue
-                    manifest = node_manifest(node, output_digest, after_digest)
-                    key = key_of(manifest)
-                    self.manifests[nid] = manifest
-                    if node.cacheable and nid not in forced:
-                        cached = self._lookup(nid, key)
-                        if cached is not None:
-                            used_keys.append(key)
-                            finish(nid, cached)
-                            continue
-                        if key in running_keys:
-                            same_key_waiters.setdefault(key, []).append(nid)
-                            continue
-                    running_keys[key] = nid
-                    use_remote = node.cacheable and nid not in forced
-                    # the worker reads only its dependencies' outcomes: hand it those (a copy of
-                    # every outcome per node would make large cold builds quadratic)
-                    mine = {dep: outcomes[dep] for dep in node.deps if dep in outcomes}
-                    future = pool.submit(self._fetch_or_execute, node, key, manifest, mine, use_remote)
-                    running[future] = nid
-                if not running:
-                    break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    nid = running.pop(future)
-                    outcome = future.result()
-                    key = outcome.key or ""
-                    running_keys.pop(key, None)
-                    if isinstance(outcome.metadata.get("_corrupt"), str) and nid not in recovered:
-                        recovered.add(nid)
-                        producer = self._recover_corrupt(nodes[nid], outcome.metadata["_corrupt"], outcomes)
-                        if producer:
-                            forced.add(producer)
-                            outcomes.pop(producer)
-                            waiting_on[nid].add(producer)
-                            ready.append(producer)
-                            continue
-                    finish(nid, outcome)
-                    for waiter in same_key_waiters.pop(key, []):
-                        finish(waiter, _shared(outcome, nid, waiter))
-        self.actions.mark_used(used_keys)
-        return outcomes
+            try:
+                walk.drain(pool)
+                for _ in range(_MAX_REPAIRS):
+                    if deliver is None:
+                        break
+                    try:
+                        deliver(walk.outcomes)
+                        break
+                    except CorruptBlob as err:
+                        if not walk.repair(err.digest, None):
+                            self.reporter.warning(f"corrupt blob sha256:{err.digest[:16]} could not be repaired")
+                            break
+                        walk.drain(pool)
+            except BaseException:
+                self.key_locks.stopping.set()  # workers waiting for another process give up
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+        self.actions.mark_used(walk.used_keys)
+        return walk.outcomes
 
     # -- cache ------------------------------------------------------------------------------
 
@@ -151,38 +105,44 @@ class Scheduler:
                     return None
         return _from_record(nid, key, record, "local")
 
-    def _recover_corrupt(self, node: Node, sha: str, outcomes: dict[str, NodeOutcome]) -> str | None:
-        for dep in node.deps:
-            dep_outcome = outcomes.get(dep)
-            if dep_outcome and any(out[0] == sha for out in dep_outcome.outputs.values()):
-                if dep_outcome.key:
-                    self.actions.delete(dep_outcome.key)
-                self.reporter.warning(f"corrupt blob sha256:{sha[:16]} (output of {dep}) removed; rebuilding {dep}")
-                return dep
-        return None
-
     # -- running a node -----------------------------------------------------------------------
 
     def _fetch_or_execute(self, node: Node, key: str, manifest: Manifest, outcomes: dict[str, NodeOutcome],
-                          use_remote: bool) -> NodeOutcome:
-        """Worker side: the shared cache first (a download, on this thread), else run the node."""
-        if use_remote and self.remote is not None:
-            from graphbuild.cache.remote import RemoteCacheError
+                          use_cache: bool) -> NodeOutcome:
+        """Worker side: hold the key's lock (a node in progress in another process is waited
+        for), look in the cache again (that process may have stored the result meanwhile), then
+        the shared cache (a download, on this thread), else run the node."""
+        processes.bind(self.run_state)
+        if not node.cacheable:
+            self.reporter.node_started(node)
+            return self._execute(node, key, manifest, outcomes)
+        try:
+            with self.key_locks.hold(key) as waited:
+                if use_cache:
+                    found = self._lookup(node.id, key) if waited else None
+                    if found is not None:
+                        found.detail = "stored by another graphbuild process while this one waited"
+                        return found
+                    if self.remote is not None:
+                        from graphbuild.cache.remote import RemoteCacheError
 
-            try:
-                record = self.remote.lookup(key)
-            except RemoteCacheError as err:
-                self.reporter.warning(f"remote cache: {err}; {node.id} will run instead")
-                record = None
-            if record is not None:
-                return _from_record(node.id, key, record, "remote")
-        self.reporter.node_started(node)
-        return self._execute(node, key, manifest, outcomes)
+                        try:
+                            record = self.remote.lookup(key)
+                        except RemoteCacheError as err:
+                            self.reporter.warning(f"remote cache: {err}; {node.id} will run instead")
+                            record = None
+                        if record is not None:
+                            return _from_record(node.id, key, record, "remote")
+                self.reporter.node_started(node)
+                return self._execute(node, key, manifest, outcomes)
+        except Stopped:
+            return NodeOutcome(node.id, "failed", key=key, message="interrupted while waiting for another process")
 
     def _execute(self, node: Node, key: str, manifest: Manifest, outcomes: dict[str, NodeOutcome]) -> NodeOutcome:
         started = time.monotonic()
         self.actions.put_manifest(key, {name: comp.to_json() for name, comp in manifest.items()})
-        workdir = Path(tempfile.mkdtemp(dir=self.tmp_dir, prefix="node-"))
+        workdir = (self.run_state.scratch_dir() if self.run_state is not None
+                   else Path(tempfile.mkdtemp(dir=self.tmp_dir, prefix="node-")))
         ctx: ExecContext | None = None
 
         def resolve_output(ref: OutputRef) -> Path:
@@ -190,7 +150,7 @@ class Scheduler:
 
         try:
             ctx = ExecContext(node, self.root, workdir, resolve_output, blob_root=self.blobs.root,
-                              options=self.options)
+                              options=self.options, run=self.run_state)
             metadata = dict(node.executor.fn(ctx) or {})
             outputs = self._collect_outputs(node, ctx)
         except CorruptBlob as err:
@@ -264,6 +224,163 @@ class Scheduler:
                 self.remote.store(key, record, {name: comp.to_json() for name, comp in manifest.items()})
             except RemoteCacheError as err:
                 self.reporter.warning(f"remote cache: could not store {node.id}: {err}")
+
+
+class _Walk:
+    """One walk of the graph: which nodes wait on which, what is running, what is done.
+
+    A corrupt blob met by a node (or by `deliver`) is repaired here, once per blob and run:
+    its producer runs again (its stored result deleted), and every node that met the blob
+    waits for that rerun and then reads the repaired bytes. Each node is reported finished
+    once, so the progress counter stays right; a repaired producer is reported by a warning.
+    """
+
+    def __init__(self, scheduler: Scheduler, nodes: Mapping[str, Node], order: list[str], forced: set[str]):
+        self.s = scheduler
+        self.nodes = nodes
+        selected = set(order)
+        self.waiting_on = {nid: {d for d in nodes[nid].deps if d in selected} for nid in order}
+        self.dependents: dict[str, list[str]] = {nid: [] for nid in order}
+        for nid in order:
+            for dep in self.waiting_on[nid]:
+                self.dependents[dep].append(nid)
+        self.outcomes: dict[str, NodeOutcome] = {}
+        self.forced = forced
+        self.ready = deque(nid for nid in order if not self.waiting_on[nid])
+        self.queued = set(self.ready)  # what is in `ready`
+        self.running: dict[Future, str] = {}
+        self.running_keys: dict[str, str] = {}  # key -> node id computing it (single flight)
+        self.same_key_waiters: dict[str, list[str]] = {}
+        self.used_keys: list[str] = []
+        self.reported: set[str] = set()
+        self.repairing: dict[str, str] = {}  # blob sha256 -> the producer rerunning to repair it
+        self.repaired: set[str] = set()
+        self.attempts: dict[str | None, int] = {}
+
+    def drain(self, pool: ThreadPoolExecutor) -> None:
+        while self.ready or self.running:
+            while self.ready:
+                nid = self.ready.popleft()
+                self.queued.discard(nid)
+                self._dispatch(pool, nid)
+            if not self.running:
+                break
+            done, _ = wait(self.running, return_when=FIRST_COMPLETED)
+            for future in done:
+                self._collect(self.running.pop(future), future.result())
+
+    def _release(self, nid: str) -> None:
+        if nid not in self.queued:
+            self.queued.add(nid)
+            self.ready.append(nid)
+
+    def finish(self, nid: str, outcome: NodeOutcome) -> None:
+        self.outcomes[nid] = outcome
+        if nid in self.reported:
+            outcome.detail = outcome.detail or "rebuilt to repair a corrupt output"
+            verb = "rebuilt" if outcome.ok else "could not rebuild"
+            self.s.reporter.warning(f"{verb} {nid} to repair its corrupt output ({outcome.duration:.2f} s)"
+                                    + ("" if outcome.ok else f": {outcome.message}"))
+        else:
+            self.reported.add(nid)
+            self.s.reporter.node_finished(self.nodes[nid], outcome)
+        for sha in [sha for sha, producer in self.repairing.items() if producer == nid]:
+            del self.repairing[sha]
+            self.repaired.add(sha)
+        for dependent in self.dependents[nid]:
+            pending = self.waiting_on[dependent]
+            if nid in pending:
+                pending.discard(nid)
+                if not pending:
+                    self._release(dependent)
+
+    def _dispatch(self, pool: ThreadPoolExecutor, nid: str) -> None:
+        if self.waiting_on[nid]:
+            return  # a repair it must wait for began after it was queued
+        node = self.nodes[nid]
+        blocked = [d for d in node.deps if d in self.outcomes and not self.outcomes[d].ok]
+        if blocked:
+            self.finish(nid, NodeOutcome(nid, "skipped", message=f"dependency {blocked[0]} did not succeed"))
+            return
+        manifest = node_manifest(node, self._output_digest, self._after_digest)
+        key = key_of(manifest)
+        self.s.manifests[nid] = manifest
+        use_cache = node.cacheable and nid not in self.forced
+        if use_cache:
+            cached = self.s._lookup(nid, key)
+            if cached is not None:
+                self.used_keys.append(key)
+                self.finish(nid, cached)
+                return
+            if key in self.running_keys:
+                self.same_key_waiters.setdefault(key, []).append(nid)
+                return
+        self.running_keys[key] = nid
+        # the worker reads only its dependencies' outcomes: hand it those (a copy of every
+        # outcome per node would make large cold builds quadratic)
+        mine = {dep: self.outcomes[dep] for dep in node.deps if dep in self.outcomes}
+        future = pool.submit(self.s._fetch_or_execute, node, key, manifest, mine, use_cache)
+        self.running[future] = nid
+
+    def _output_digest(self, ref: OutputRef) -> str:
+        return self.outcomes[ref.node_id].outputs[ref.name][0]
+
+    def _after_digest(self, node_id: str) -> str:
+        return self.outcomes[node_id].output_digest or ""
+
+    def _collect(self, nid: str, outcome: NodeOutcome) -> None:
+        key = outcome.key or ""
+        if self.running_keys.get(key) == nid:
+            del self.running_keys[key]
+        corrupt = outcome.metadata.get("_corrupt")
+        if isinstance(corrupt, str) and self.repair(corrupt, nid):
+            return  # it runs again once the blob is repaired
+        if isinstance(corrupt, str):
+            outcome.metadata = {}
+        self.finish(nid, outcome)
+        for waiter in self.same_key_waiters.pop(key, []):
+            self.finish(waiter, _shared(outcome, nid, waiter))
+
+    def repair(self, sha: str, consumer: str | None) -> bool:
+        """Have blob `sha` rebuilt by its producer; `consumer` (None: `deliver`) runs again after.
+        False when there is nothing to do: no producer of that blob, or repaired too often."""
+        self.attempts[consumer] = self.attempts.get(consumer, 0) + 1
+        if self.attempts[consumer] > _MAX_REPAIRS:
+            return False
+        producer = self.repairing.get(sha)
+        if producer is None and sha in self.repaired:
+            if consumer is not None:
+                self._release(consumer)  # repaired since it looked: read it again
+            return True
+        if producer is None:
+            producer = self._producer_of(sha, consumer)
+            if producer is None:
+                return False
+            previous = self.outcomes[producer]
+            if previous.key:
+                self.s.actions.delete(previous.key)
+            self.s.blobs.delete(sha)
+            self.s.reporter.warning(f"corrupt blob sha256:{sha[:16]} (output of {producer}) removed; "
+                                    f"rebuilding {producer}")
+            self.repairing[sha] = producer
+            self.forced.add(producer)
+            self.waiting_on[producer] = set()
+            self._release(producer)
+        if consumer is not None:
+            self.waiting_on[consumer].add(producer)
+            if consumer not in self.dependents[producer]:
+                self.dependents[producer].append(consumer)
+        return True
+
+    def _producer_of(self, sha: str, consumer: str | None) -> str | None:
+        """The finished node whose output `sha` is: a dependency of the consumer first."""
+        candidates = list(self.nodes[consumer].deps) if consumer is not None else []
+        candidates += [nid for nid in self.outcomes if nid not in candidates]
+        for nid in candidates:
+            outcome = self.outcomes.get(nid)
+            if outcome is not None and outcome.ok and any(out[0] == sha for out in outcome.outputs.values()):
+                return nid
+        return None
 
 
 class _Sweeper:

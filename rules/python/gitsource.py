@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-import subprocess
 import tomllib
 from pathlib import Path
 
-from graphbuild.api import ActionFailed
+from graphbuild.api import ActionFailed, run_process
 
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "LC_ALL": "C"}
 
@@ -15,8 +14,7 @@ _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "LC_ALL": "C
 def git(args: list[str], *, cwd: Path | None = None) -> str:
     import os
 
-    proc = subprocess.run(["git", *args], cwd=cwd, text=True, capture_output=True,
-                          env={**os.environ, **_GIT_ENV}, timeout=600)
+    proc = run_process(["git", *args], cwd=cwd, env={**os.environ, **_GIT_ENV}, timeout=600)
     if proc.returncode != 0:
         raise ActionFailed(f"git {' '.join(args[:2])} failed: {proc.stderr.strip().splitlines()[-1:]}",
                            details=proc.stderr)

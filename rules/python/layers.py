@@ -13,14 +13,13 @@ import json
 import os
 import shutil
 import stat
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import xxhash
 
-from graphbuild.api import ActionFailed, ExecContext, executor
+from graphbuild.api import ActionFailed, ExecContext, executor, run_process
 from graphbuild.rules.python.uv import run_uv
 from graphbuild.rules.tarball import walk_sorted, write_entries, write_tree
 
@@ -168,8 +167,8 @@ def _compile(ctx: ExecContext, root: Path, python: str) -> None:
         return
     # every core (each file compiles alone, so the output does not depend on the order); the
     # packages' own test suites are not imported at run time and get no bytecode
-    proc = subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode",
-                           "unchecked-hash", "-x", r"/(tests?|testing)/", "-s", str(root), "-p", "/", str(root)],
-                          env={**os.environ, "PYTHONHASHSEED": "0"}, capture_output=True, text=True)
+    proc = run_process([sys.executable, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode",
+                        "unchecked-hash", "-x", r"/(tests?|testing)/", "-s", str(root), "-p", "/", str(root)],
+                       env={**os.environ, "PYTHONHASHSEED": "0"})
     if proc.returncode not in (0, 1):  # 1: some file did not compile (a py2 test fixture...): still fine
         raise ActionFailed("compiling bytecode failed", details=proc.stderr)

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from graphbuild.api import ActionFailed
+from graphbuild.api import ActionFailed, run_process
 
 
 def uv_bin() -> str:
@@ -28,7 +28,6 @@ def run_uv(args: list[str], *, cwd: Path, env: dict[str, str] | None = None,
     full_env = {**os.environ, "UV_NO_PROGRESS": "1", **(env or {})}
     full_env.pop("VIRTUAL_ENV", None)
     try:
-        return subprocess.run([uv_bin(), *args], cwd=cwd, env=full_env, text=True, capture_output=True,
-                              timeout=timeout)
+        return run_process([uv_bin(), *args], cwd=cwd, env=full_env, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise ActionFailed(f"uv {args[0]} {args[1] if len(args) > 1 else ''} timed out after {timeout} s") from None

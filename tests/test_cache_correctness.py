@@ -130,11 +130,43 @@ def example(tmp_path_factory: pytest.TempPathFactory, registry: str) -> Iterator
         place_file(tarball.resolve(), root / ".bases" / tarball.name)
     # files the workspace root's .gitignore keeps out of every library
     (root / ".gitignore").write_text("*.scratch\n")
+    # a workspace plugin and a target using it, for the plugin mutations
+    config = root / "graphbuild.toml"
+    config.write_text(config.read_text() + '\n[plugins]\nrules = ["plugins/stamp.py"]\n')
+    (root / "plugins").mkdir()
+    (root / "plugins/stamp.py").write_text(STAMP_PLUGIN)
+    (root / "envs/stamps").mkdir()
+    (root / "envs/stamps/BUILD.envs").write_text('stamp(name = "stamps", srcs = ["notes.txt"])\n')
+    (root / "envs/stamps/notes.txt").write_text("release notes\n")
     ws = TestWorkspace(root, top / "cache")
     ex = Example(ws)
     baseline = ex.keys()
     assert all(key for key, _ in baseline.values())
     yield ex, baseline
+
+
+STAMP_PLUGIN = """\
+from graphbuild.api import Attrs, DefaultInfo, Field, Source, executor, rule
+from graphbuild.rules import run_command, staged_sources
+
+
+class StampAttrs(Attrs):
+    srcs: list[Source] = Field(default=[], description="files to stamp")
+
+
+@executor("stamp.sign", version=1)
+def sign(ctx):
+    ctx.out("signed.txt").write_text("signed\\n")
+
+
+@rule(attrs=StampAttrs, version=1)
+def stamp(ctx, attrs):
+    sums = ctx.action("sums", executor=run_command, outputs=["stamp.txt"],
+                      inputs={"cmd": "sha256sum $SRCS > $OUT", **staged_sources(ctx, attrs.srcs, "srcs")})
+    signed = ctx.action("sign", executor=sign, inputs={}, outputs=["signed.txt"], after=[sums])
+    return DefaultInfo(files=(sums.output("stamp.txt"), signed.output("signed.txt")))
+"""
+STAMPS = "//envs/stamps:stamps"
 
 
 # -- the mutations ------------------------------------------------------------------------------
@@ -284,6 +316,19 @@ def _git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 
+def _rule_version(ex: Example) -> None:
+    ex.edit("plugins/stamp.py", lambda t: t.replace("@rule(attrs=StampAttrs, version=1)",
+                                                    "@rule(attrs=StampAttrs, version=2)"))
+
+
+def _rule_command(ex: Example) -> None:
+    ex.edit("plugins/stamp.py", lambda t: t.replace("sha256sum $SRCS", "sha512sum $SRCS"))
+
+
+def _executor_body(ex: Example) -> None:
+    ex.edit("plugins/stamp.py", lambda t: t.replace('write_text("signed', 'write_text("signed again'))
+
+
 def _nothing(ex: Example) -> None:
     pass
 
@@ -320,6 +365,11 @@ MUTATIONS = [
        ids("research#git.research_tools", "research#lib.research_tools", "research#image", "research#image.test",
            "research#test.research_tools"),
        why=("//envs:research#git.research_tools", "branch main at")),
+    _m("a workspace rule's version", _rule_version, {f"{STAMPS}#sums", f"{STAMPS}#sign"},
+       why=(f"{STAMPS}#sums", "stamp@2")),
+    _m("a workspace rule's command", _rule_command, {f"{STAMPS}#sums", f"{STAMPS}#sign"},
+       why=(f"{STAMPS}#sums", "sha512sum")),
+    _m("a workspace executor's body", _executor_body, {f"{STAMPS}#sign"}, why=(f"{STAMPS}#sign", "stamp.py sha256")),
     _m("host environment variables", _nothing, set(),
        env={"HOME": "/tmp/elsewhere", "LANG": "fr_FR.UTF-8", "LC_ALL": "C", "TZ": "Pacific/Auckland",
             "PYTHONHASHSEED": "7"}),

@@ -19,7 +19,9 @@ from graphbuild.errors import Location
 
 #: Bump when the key layout itself changes: every key changes with it.
 KEY_FORMAT = 3
-_DISPLAY_LIMIT = 160
+# How much of an input's value a manifest keeps for `why` (a whole image `Env`, say); `why`
+# narrows a change down to the entries that differ when it prints.
+_DISPLAY_LIMIT = 4000
 
 
 def canonical(value: Any) -> bytes:

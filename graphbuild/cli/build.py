@@ -140,7 +140,15 @@ def _record_history(session: Session, phase: str, labels: list[Label], outcomes:
         "phase": phase,
         "nodes": {nid: [o.key, o.status, o.cached_from, o.source, analysis.nodes[nid].cacheable]
                   for nid, o in outcomes.items() if nid in analysis.nodes},
-    }, [str(lab) for lab in labels], before=lambda last: keep_own_inputs(session, analysis, outcomes, last))
+    }, _run_labels(labels, outcomes), before=lambda last: keep_own_inputs(session, analysis, outcomes, last))
+
+
+def _run_labels(labels: list[Label], outcomes: dict[str, NodeOutcome]) -> list[str]:
+    """The requested targets, then every target a node of the run belongs to: `why
+    //libs/textstats` explains the library's nodes of a run of `//envs/...` too."""
+    found = dict.fromkeys(str(lab) for lab in labels)
+    found.update(dict.fromkeys(nid.split("#", 1)[0] for nid in outcomes))
+    return list(found)
 
 
 def _report(args: argparse.Namespace, reporter: ConsoleReporter, analysis: Analysis, labels: list[Label],

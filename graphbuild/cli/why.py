@@ -50,6 +50,11 @@ def explain(session: Session, label: Label, only: str | None = None) -> list[dic
             entry["reason"] = "cached" + (f" ({', '.join(where)})" if where else "")
             entry["source"] = source
             entry["cached_from"] = cached_from
+            # served by a node that ran for another target: its own inputs still changed
+            moved = _changes(session, nid, key, previous)
+            if moved.get("changes"):
+                entry["changes"] = moved["changes"]
+                entry["reason"] += ": inputs changed"
         elif status == "skipped":
             entry["reason"] = "skipped: a dependency failed"
         else:
@@ -190,20 +195,34 @@ def _changes(session: Session, nid: str, key: str | None, previous: dict | None)
 
 
 def _narrowed(name: str, old: str, new: str) -> list[tuple[str, str, str]]:
-    """A change of a mapping (an `env`) as the entries that changed, each on its own line:
-    `env: {"A": "1", "B": "2", ...} -> {...}` reads as `env[B]: "2" -> "3"`."""
+    """A change of a mapping or list (an `env`, an image's runtime) as the entries that
+    changed, each on its own line: `env: {"A": "1", "B": "2"} -> {...}` reads as
+    `env[B]: "2" -> "3"`; a list as the items it lost and gained."""
     try:
         before, after = json.loads(old), json.loads(new)
     except ValueError:
         return [(name, old, new)]
-    if not isinstance(before, dict) or not isinstance(after, dict):
-        return [(name, old, new)]
-    shown = []
-    for key in sorted(set(before) | set(after)):
-        if before.get(key) != after.get(key) or (key in before) != (key in after):
-            shown.append((f"{name}[{key}]", json.dumps(before[key]) if key in before else "(unset)",
-                          json.dumps(after[key]) if key in after else "(unset)"))
-    return shown or [(name, old, new)]
+    return _narrow(name, before, after) or [(name, old, new)]
+
+
+def _narrow(name: str, before: Any, after: Any) -> list[tuple[str, str, str]]:
+    if isinstance(before, dict) and isinstance(after, dict):
+        shown = []
+        for key in sorted(set(before) | set(after)):
+            if key not in before or key not in after:
+                shown.append((f"{name}[{key}]", json.dumps(before[key]) if key in before else "(unset)",
+                              json.dumps(after[key]) if key in after else "(unset)"))
+            elif before[key] != after[key]:
+                shown.extend(_narrow(f"{name}[{key}]", before[key], after[key]))
+        return shown
+    if isinstance(before, list) and isinstance(after, list) and before and after:
+        lost = [item for item in before if item not in after]
+        gained = [item for item in after if item not in before]
+        if lost or gained:
+            return [(name, " ".join(json.dumps(i) for i in lost) or "(nothing)",
+                     " ".join(json.dumps(i) for i in gained) or "(nothing)")]
+        return [(name, "(order) " + json.dumps(before), json.dumps(after))]
+    return [(name, json.dumps(before), json.dumps(after))]
 
 
 def run_why(session: Session, args: argparse.Namespace) -> int:
@@ -227,7 +246,7 @@ def run_why(session: Session, args: argparse.Namespace) -> int:
     for entry in report:
         reason = "" if entry["status"] == "ran" else f" - {entry['reason']}"
         lines.append(f"{entry['id']}: {entry['status']}{reason}")
-        if entry["status"] in ("ran", "failed"):
+        if entry["status"] in ("ran", "failed") or entry.get("changes"):
             if not entry.get("changes"):
                 lines.append(f"    {entry['reason']}")
             for change in entry.get("changes", []):

@@ -4,7 +4,8 @@ git's rules are followed exactly (`gitignore.py`): every `.gitignore` from the w
 down to each file, then `.git/info/exclude`; a file git tracks is listed even when a pattern
 matches it, as `git ls-files` does. Tool state that is never source (`__pycache__`, `.venv`,
 `*.egg-info`, ...) is skipped even when no `.gitignore` says so, and so are nested packages
-(directories with their own BUILD.envs).
+(directories with their own BUILD.envs). The package's own BUILD.envs is its description, not
+its content: a comment added there rebuilds nothing.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def library_files(workspace_root: Path, package: str) -> list[Path]:
             kept.append(name)
         dirnames[:] = kept
         for name in sorted(filenames):
+            if here == top and name == _BUILD_FILE:
+                continue  # the package's spec, not the library's content: its attributes enter keys
             if rules.ignored(prefix + name, is_dir=False):
                 excluded = True
             else:

@@ -324,7 +324,9 @@ def test_a_push_destination_with_a_digest_is_refused_at_its_line(app, token_regi
     finally:
         build.write_text(text)
     assert result.exit_code == 2, result.stderr
-    assert f"cannot push: push destination '{name}/app@sha256:{'0' * 64}' has a digest" in result.stderr
+    # refused while analysing, before anything is built
+    assert f"push: push destination '{name}/app@sha256:{'0' * 64}' has a digest" in result.stderr
+    assert f"hint: write '{name}/app'" in result.stderr
     assert "envs/BUILD.envs:4" in result.stderr and "Traceback" not in result.stderr
 
 

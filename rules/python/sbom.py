@@ -66,7 +66,8 @@ def render(name: str, components: list[dict[str, Any]], created: str | None) -> 
     from cyclonedx.model.component import Component, ComponentType
     from cyclonedx.output.json import JsonV1Dot6
 
-    listing = json.dumps([{k: (v.name if isinstance(v, Path) else v) for k, v in c.items()} for c in components],
+    listing = json.dumps(sorted(({k: (v.name if isinstance(v, Path) else v) for k, v in c.items()} for c in components),
+                                key=lambda c: (c["name"], c["kind"])),
                          sort_keys=True).encode()  # blobs by digest, not by where this cache keeps them
     serial = UUID(bytes=hashlib.sha256(name.encode() + b"\0" + listing).digest()[:16], version=5)
     timestamp = datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) if created else (

@@ -8,8 +8,9 @@ reported as a conflict between those two layers instead of silently changing the
 A relock costs what changed: the layers whose spec is unchanged from the bottom keep their
 pins (no uv call), each changed layer (and each one over it) is one `uv pip compile` of that
 layer's requirements alone over the pins under it (uv reads the index for that layer's
-closure only), preferring the versions the previous lock had; the lock's file entries come
-from one more, offline call (uv's cache holds what it just read).
+closure only), preferring the versions the previous lock had. A package's entry (files,
+hashes, URLs) is the previous lock's when its version is; the entries of new versions come
+from one more call, offline (uv's cache holds what it just read), for those versions alone.
 
 The environment's libraries are built from their sources, and each is the one copy of its
 distribution in the environment: a package that depends on a library (pytest on a
@@ -152,16 +153,19 @@ def lock_environment(ctx: ExecContext) -> dict[str, Any]:
         for parent in sources:
             if not parent.startswith("-"):
                 dependencies.setdefault(parent, set()).add(child)
+    # a package's lock entry (its files, hashes, URLs) is the previous lock's when its version
+    # is; uv writes the entries of the versions that are new, from its cache of what it just read
     entries = {n: {k: v for k, v in previous.packages[n].items() if k != "dependencies"}
-               for n in kept_packages} if previous else {}
-    if resolved:
-        try:  # the files, hashes and URLs of what was resolved, from uv's cache of what it just read
-            document = pylock(resolved, pins, python=python, platform=platform, workdir=ctx.scratch,
-                              sources=builds.sources(used), env=builds.env, first_group=kept, offline=True)
+               for n, v in pins.items() if previous.packages.get(n, {}).get("version") == v} if previous else {}
+    new = {n: v for n, v in pins.items() if n not in entries}
+    if new:
+        try:
+            document = pylock(new, python=python, platform=platform, workdir=ctx.scratch, env=builds.env,
+                              offline=bool(resolved))
         except ResolutionError as err:  # resolved a moment ago: the index or network failed us
             raise ActionFailed("uv could not write the lock", details=err.explanation) from None
         for entry in tomllib.loads(document).get("packages", []):
-            if entry.get("name") in pins and entry["name"] not in entries:
+            if entry.get("name") in new and entry.get("version") == new[entry["name"]]:
                 entries[entry["name"]] = entry
     missing = sorted(set(pins) - set(entries))
     if missing:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,12 @@ _PIN_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?(?:==([^\s#;]
 
 
 def _common(python: str, platform: str) -> list[str]:
-    return ["--python-version", python, "--python-platform", platform, "--no-header", "--quiet"]
+    args = ["--python-version", python, "--python-platform", platform, "--no-header", "--quiet"]
+    if f"{sys.version_info[0]}.{sys.version_info[1]}" == python:
+        # the interpreter uv builds sdists' metadata with: this one, rather than a search of the
+        # PATH (through version managers' shims, that search alone costs a call 0.15 s)
+        args += ["--python", sys.executable]
+    return args
 
 
 def resolve(groups: dict[str, list[str]], constraints: dict[str, str], *, python: str, platform: str,
@@ -63,18 +69,19 @@ def resolve(groups: dict[str, list[str]], constraints: dict[str, str], *, python
     return Resolution(pins, parents)
 
 
-def pylock(groups: dict[str, list[str]], pins: dict[str, str], *, python: str, platform: str,
-           workdir: Path, sources: dict[str, Path] | None = None, env: dict[str, str] | None = None,
-           first_group: int = 0, offline: bool = False) -> str:
-    """The PEP 751 document uv writes for exactly `pins` (hashes, URLs, sizes); the `sources`
-    appear as `directory` entries.
+def pylock(pins: dict[str, str], *, python: str, platform: str, workdir: Path, env: dict[str, str] | None = None,
+           offline: bool = False) -> str:
+    """The PEP 751 document uv writes for exactly `pins` (files, hashes, URLs, sizes), each taken
+    as it is (`--no-deps`: they were resolved already).
 
     `offline`: every pin was just resolved by this process, so uv's cache holds the index
     pages it needs: no network (the index is asked only if something is missing)."""
     output = workdir / "pylock.toml"
     output.unlink(missing_ok=True)
-    args = ["pip", "compile", *_write_groups(groups, workdir, first_group), "--format", "pylock.toml",
-            "-o", output.name, *_common(python, platform), *_constraint_args(pins, workdir, sources)]
+    requirements = workdir / "pins.txt"
+    requirements.write_text("".join(f"{name}=={version}\n" for name, version in sorted(pins.items())))
+    args = ["pip", "compile", requirements.name, "--no-deps", "--format", "pylock.toml", "-o", output.name,
+            *_common(python, platform)]
     proc = run_uv([*args, "--offline"], cwd=workdir, env=env) if offline else None
     if proc is None or proc.returncode != 0:
         output.unlink(missing_ok=True)

@@ -85,10 +85,16 @@ def created_time(epoch: str | None) -> str | None:
     a number of seconds."""
     if epoch is None or epoch == "":
         return None
-    seconds = int(epoch)
+    try:
+        seconds = int(epoch)
+    except ValueError:
+        raise ValueError(f"{epoch!r} is not a whole number of seconds") from None
     if seconds < 0:
-        raise ValueError(f"SOURCE_DATE_EPOCH={epoch} is before 1970")
-    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        raise ValueError(f"{epoch} is before 1970")
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        raise ValueError(f"{epoch} is too far in the future") from None
 
 
 #: How many overwritten paths a failure lists in its message (all of them go to the details).

@@ -20,6 +20,15 @@ In one run, in a temp dir (nothing of the user's caches is used or touched):
    a Dockerfile that `pip install`s the same lock, cold and after the same pin change;
 6. with Docker: import time of numpy+pandas+sklearn in a read-only container from the built
    layers, with and without bytecode (one warm-up run, then the median of --import-runs);
+5b. with Docker: the BuildKit + uv + cache-mount Dockerfile (`bench/buildkit.py`), bytecode off
+   and on (`UV_COMPILE_BYTECODE=1`): cold, then after each pin change `uv pip compile` of the
+   whole environment + `docker build`; every repetition changes the pin to a new version
+   (4.66.5, 4.66.6, 4.67.0...), on graphbuild's side too, so no builder replays a build; and
+   beside each graphbuild rebuild, one `uv pip compile` of the whole environment (the relock's
+   yardstick);
+8. with Docker and a registry: the same layers on the Debian base, pushed by graphbuild before
+   and after the pin change (the bytes the second push moves), and BuildKit's image pushed
+   before and after (the bytes of its layers that are new);
 7. (unless --no-profile) replays the steps of each layer's executor, bytecode on and off, to
    show where a warm build's time goes: uv install, cleanup, bytecode compile (the executor's
    own `_compile`), tar + sha256, blob-store hash; and, outside the sum, the scratch tree's
@@ -56,6 +65,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import buildkit
+from buildkit import compile_requirements
+
 from graphbuild.cache.blobs import sha256_file
 from graphbuild.rules.python.layers import _compile, _strip_host_state, site_packages
 from graphbuild.rules.python.platforms import best_wheel
@@ -69,8 +81,14 @@ PREFIX = "/opt/env"
 ENV = "//envs:bench"
 CORE_NODE, ML_NODE = f"{ENV}#layer.core", f"{ENV}#layer.ml"
 BASE_IMAGE = "graphbuild-base:bookworm-python3"
-PIN_OLD, PIN_NEW = "tqdm==4.66.4", "tqdm==4.66.5"
+PIN_OLD = "tqdm==4.66.4"
+#: the pin after the change, one version per repetition: no builder can replay an earlier build
+PIN_VERSIONS = ["tqdm==4.66.5", "tqdm==4.66.6", "tqdm==4.67.0", "tqdm==4.67.1"]
+PIN_NEW = PIN_VERSIONS[0]
+SHIP_ENV = "//envs:ship"
 WARM_GOAL, REBUILD_GOAL = 1.5, 10.0
+#: issue 12's goals: rebuild after one pin change vs BuildKit + uv (bytecode off / on) and vs the naive Dockerfile
+BUILDKIT_GOALS, NAIVE_GOAL = {"nobytecode": 3.0, "bytecode": 8.0}, 15.0
 IMPORTS = "numpy, pandas, sklearn"
 
 # Direct requirements are pinned so that reruns resolve (almost) the same set; their
@@ -86,15 +104,22 @@ CORE = [
 ML = ["scikit-learn==1.9.1", PIN_OLD]
 
 
-def build_envs(*, bytecode: bool, pin: str) -> str:
+def build_envs(*, bytecode: bool, pin: str, ship: str | None = None) -> str:
+    """The workspace; with `ship` (a registry repository prefix), also `ship`: the same layers
+    on the Debian base, pushed (for the bytes a push moves)."""
     def reqs(items: list[str]) -> str:
         return "".join(f'        "{r}",\n' for r in items)
 
     ml = [pin if r == PIN_OLD else r for r in ML]
     flag = "" if bytecode else "    bytecode = False,\n"
-    return (f'py_layer(\n    name = "core",\n    requirements = [\n{reqs(CORE)}    ],\n)\n\n'
+    text = (f'py_layer(\n    name = "core",\n    requirements = [\n{reqs(CORE)}    ],\n)\n\n'
             f'py_layer(\n    name = "ml",\n    over = [":core"],\n    requirements = [\n{reqs(ml)}    ],\n)\n\n'
             f'environment(\n    name = "bench",\n    layers = [":ml"],\n{flag})\n')
+    if ship:
+        text += (f'\nbase_image(name = "base", tarball = "../.bases/base.tar")\n\n'
+                 f'environment(\n    name = "ship",\n    base = ":base",\n    layers = [":ml"],\n'
+                 f'    push = "{ship}/ship:v1",\n{flag})\n')
+    return text
 
 
 @dataclass
@@ -143,18 +168,21 @@ def fmt(seconds: float | None) -> str:
 class Workspace:
     root: Path
     bytecode: bool
+    ship: str | None = None  # a registry repository prefix: the `ship` environment is declared
 
     def write(self, pin: str) -> None:
         (self.root / "envs").mkdir(parents=True, exist_ok=True)
         (self.root / "graphbuild.toml").touch()
-        (self.root / "envs/BUILD.envs").write_text(build_envs(bytecode=self.bytecode, pin=pin))
+        (self.root / "envs/BUILD.envs").write_text(build_envs(bytecode=self.bytecode, pin=pin, ship=self.ship))
 
     @property
     def lock_path(self) -> Path:
         return self.root / "envs/pylock.bench.toml"
 
-    def gb(self, verb: str, *args: str, cache: Path, uv_cache: Path, jobs: int, offline: bool = False) -> Timed:
-        env = {k: v for k, v in os.environ.items() if k not in ("GRAPHBUILD_CACHE_DIR", "VIRTUAL_ENV", "UV_OFFLINE")}
+    def gb(self, verb: str, *args: str, cache: Path, uv_cache: Path, jobs: int, offline: bool = False,
+           services: dict[str, str] | None = None) -> Timed:
+        env = {k: v for k, v in (services or os.environ).items()
+               if k not in ("GRAPHBUILD_CACHE_DIR", "VIRTUAL_ENV", "UV_OFFLINE", "DOCKER_BUILDKIT")}
         env["UV_CACHE_DIR"] = str(uv_cache)
         if offline:
             env["UV_OFFLINE"] = "1"
@@ -358,6 +386,17 @@ def docker_build(env: dict[str, str], context: Path, tag: str, *, no_cache: bool
     return timed(cmd, env=env).seconds
 
 
+def place_file(source: Path, dest: Path) -> None:
+    """`dest` holds `source`'s bytes (a hard link, else a copy): graphbuild reads no file outside
+    the workspace, so the base tarball is put into it."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.unlink(missing_ok=True)
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copyfile(source, dest)
+
+
 def clone_cache(src: Path, dst: Path) -> None:
     """Copy a graphbuild cache dir; its blobs are immutable, so hard links do for them."""
     shutil.copytree(src, dst, ignore=lambda d, names: ["blobs"] if Path(d) == src else [])
@@ -499,34 +538,47 @@ def bench(args: argparse.Namespace, work: Path) -> int:
                     work, layers[name], on.lock_path, uv_warm, bytecode=bytecode, offline=not args.online_warm)
         res["profile"] = profiles
 
-    # 4. change one pin, rebuild with --relock (uv cache warm, index metadata included)
+    # 4. change one pin, rebuild with --relock (uv cache warm, index metadata included); side by
+    # side, one `uv pip compile` of the whole environment (the relock's goal: no more than that)
+    repeat = min(args.repeat, len(PIN_VERSIONS))
     for ws in (on, off):
         label = "bytecode" if ws.bytecode else "nobytecode"
         cache, uv_cache = warm_caches[ws.bytecode]
         log(f"warming uv's index metadata ({label}): lock, nothing changed")
         res[f"relock_noop_{label}"] = ws.gb("lock", ENV, cache=cache, uv_cache=uv_cache, jobs=args.jobs).seconds
+        compile_dir = work / f"compile-{label}"
+        compile_requirements(uv_bin(), uv_cache, compile_dir, CORE + ML, PIN_OLD, PIN_OLD)  # the committed env.txt
+        compiled = (compile_dir / "env.txt").read_bytes()
         # each repetition starts from the same state: the old pin, its lock, the warm graphbuild cache
-        # (the uv cache keeps what the first run downloaded: the new tqdm wheel, a few kB)
+        # (the uv cache keeps what earlier runs downloaded: other tqdm wheels, a few kB)
         old_lock = ws.lock_path.read_bytes()
         pristine = fresh("gbcache-before-change")
         clone_cache(cache, pristine)
-        rebuilds = []
-        for i in range(args.repeat):
+        rebuilds, compiles = [], []
+        for i in range(repeat):
+            pin = PIN_VERSIONS[i]
             if i:
                 shutil.rmtree(cache)
                 clone_cache(pristine, cache)
                 ws.write(PIN_OLD)
                 ws.lock_path.write_bytes(old_lock)
-            ws.write(PIN_NEW)
-            log(f"rebuild after {PIN_OLD} -> {PIN_NEW} ({label}) {i + 1}/{args.repeat}")
+            (compile_dir / "env.txt").write_bytes(compiled)
+            ws.write(pin)
+            log(f"rebuild after {PIN_OLD} -> {pin} ({label}) {i + 1}/{repeat}, and `uv pip compile` of it all")
+            if i % 2:  # alternate which one goes first
+                compiles.append(compile_requirements(uv_bin(), uv_cache, compile_dir, CORE + ML, PIN_OLD, pin))
             rebuild = build_report(ws.gb("build", "--relock", ENV, cache=cache, uv_cache=uv_cache, jobs=args.jobs))
+            if not i % 2:
+                compiles.append(compile_requirements(uv_bin(), uv_cache, compile_dir, CORE + ML, PIN_OLD, pin))
             rebuild["pass"] = rebuild["ran"] == [ML_NODE] and rebuild["lock_changed"] == {
-                "tqdm": [PIN_OLD.split("==")[1], PIN_NEW.split("==")[1]]}
+                "tqdm": [PIN_OLD.split("==")[1], pin.split("==")[1]]}
             rebuilds.append(rebuild)
         shutil.rmtree(pristine)
         median = sorted(rebuilds, key=lambda r: r["wall"])[(len(rebuilds) - 1) // 2]
         res[f"rebuild_{label}"] = {**median, "pass": all(r["pass"] for r in rebuilds),
+                                   "lock_median": statistics.median(r["lock"] for r in rebuilds),
                                    "runs": [{k: r[k] for k in ("wall", "lock", "durations", "ran")} for r in rebuilds]}
+        res[f"compile_{label}"] = {"median": statistics.median(compiles), "runs": compiles}
 
     # 5. docker build, cold and after the same pin change
     if docker:
@@ -552,6 +604,45 @@ def bench(args: argparse.Namespace, work: Path) -> int:
             for suffix in ("rebuild", "cold"):
                 subprocess.run(["docker", "rmi", "-f", f"{tag}:{suffix}"], env=docker, capture_output=True)
 
+        # 5b. BuildKit + uv + a cache mount: `uv pip compile` + `docker build`, each pin change a new version
+        run_id = f"{os.getpid()}-{int(time.time())}"
+        client = buildkit.docker_client(docker)
+        if client is None:
+            log("no docker client that builds with BuildKit: skipping the BuildKit baseline")
+        else:
+            cache_before = buildkit.build_cache_ids(docker, client)
+            try:
+                for bytecode in (False, True):
+                    label = "bytecode" if bytecode else "nobytecode"
+                    bk = buildkit.BuildKitBaseline(work, docker, base_image=BASE_IMAGE, uv=uv_bin(),
+                                                   uv_cache=warm_caches[bytecode][1], requirements=CORE + ML,
+                                                   bytecode=bytecode, run_id=run_id)
+                    bk.compile(PIN_OLD, PIN_OLD)
+                    compiled = (bk.context / "env.txt").read_bytes()
+                    log(f"BuildKit + uv ({label}): cold build ({bk.pinned} pins)")
+                    cold = bk.build("cold", no_cache=True)
+                    runs = []
+                    for i in range(repeat):
+                        (bk.context / "env.txt").write_bytes(compiled)
+                        log(f"BuildKit + uv ({label}) after {PIN_OLD} -> {PIN_VERSIONS[i]} {i + 1}/{repeat}")
+                        compile_s = bk.compile(PIN_OLD, PIN_VERSIONS[i])
+                        build_s = bk.build(f"rebuild-{i}")
+                        runs.append({"compile": compile_s, "build": build_s, "total": compile_s + build_s})
+                    median = sorted(runs, key=lambda r: r["total"])[(len(runs) - 1) // 2]
+                    res[f"buildkit_{label}"] = {"cold": cold, "median": median, "runs": runs, "pins": bk.pinned}
+                    registry = docker.get("GRAPHBUILD_REGISTRY")
+                    if registry:
+                        repository = f"graphbuild-bench-{run_id}/buildkit-{label}"
+                        before = bk.push("cold", registry, repository)
+                        after = bk.push("rebuild-0", registry, repository)
+                        res[f"buildkit_push_{label}"] = {
+                            "image": sum(after.values()),
+                            "new": sum(size for digest, size in after.items() if digest not in before),
+                            "layers": len(after) - 1}
+                    bk.remove_images("cold", *(f"rebuild-{i}" for i in range(repeat)))
+            finally:
+                buildkit.remove_build_cache(docker, client, buildkit.build_cache_ids(docker, client) - cache_before)
+
         # 6b. import times in a read-only container
         for bytecode, env_dir in env_dirs.items():
             label = "bytecode" if bytecode else "nobytecode"
@@ -559,6 +650,38 @@ def bench(args: argparse.Namespace, work: Path) -> int:
             import_seconds(docker, env_dir)
             runs = [import_seconds(docker, env_dir) for _ in range(args.import_runs)]
             res[f"import_{label}"] = {"median": statistics.median(runs), "runs": runs}
+
+    # 8. bytes a push moves after the pin change: the same layers on the Debian base, pushed
+    if docker and docker.get("GRAPHBUILD_REGISTRY") and os.environ.get("GRAPHBUILD_BASE_TARBALL", docker.get(
+            "GRAPHBUILD_BASE_TARBALL")):
+        tarball = Path(docker.get("GRAPHBUILD_BASE_TARBALL") or os.environ["GRAPHBUILD_BASE_TARBALL"])
+        prefix = f"graphbuild-bench-{os.getpid()}-{int(time.time())}"
+        for ws in (on, off):
+            label = "bytecode" if ws.bytecode else "nobytecode"
+            cache, uv_cache = warm_caches[ws.bytecode]
+            ws.ship = prefix + f"-{label}"
+            place_file(tarball, ws.root / ".bases/base.tar")
+            ws.write(PIN_OLD)
+            log(f"push ({label}): the first push of //envs:ship")
+            first = ws.gb("run", "--relock", SHIP_ENV, cache=cache, uv_cache=uv_cache, jobs=args.jobs,
+                          services=docker)
+            ws.write(PIN_NEW)
+            log(f"push ({label}) after {PIN_OLD} -> {PIN_NEW}")
+            second = ws.gb("run", "--relock", SHIP_ENV, cache=cache, uv_cache=uv_cache, jobs=args.jobs,
+                           services=docker)
+            nodes = {n["id"]: n for n in second.json()["nodes"]}
+            push = nodes[f"{SHIP_ENV}#push"]["metadata"]
+            first_push = {n["id"]: n for n in first.json()["nodes"]}[f"{SHIP_ENV}#push"]["metadata"]
+            res[f"ship_{label}"] = {
+                "wall": second.seconds,
+                "ran": sorted(nid.split("#", 1)[1] for nid, n in nodes.items()
+                              if n["status"] == "ran" and n["phase"] != "lock"),
+                "first_uploaded": first_push["uploaded_bytes"],
+                "uploaded": push["uploaded_bytes"], "sbom": push["sbom_bytes"], "manifests": push["manifest_bytes"],
+                "ml_layer": nodes[f"{SHIP_ENV}#compress.layer.ml"]["metadata"]["size"],
+                "config": len((cache / "blobs/sha256" / nodes[f"{SHIP_ENV}#image"]["outputs"]["config.json"])
+                              .read_bytes()),
+            }
 
     res["sources_changed"] = sources_digest() != sources
     if args.results:
@@ -656,9 +779,71 @@ def print_report(res: Results, args: argparse.Namespace) -> None:
             print(f"  docker rebuild / graphbuild rebuild, {label.replace('no', 'no ')}: {speedup:.1f}x "
                   f"(goal >= {REBUILD_GOAL:.0f}x: {'MET' if speedup >= REBUILD_GOAL else 'NOT MET'}); "
                   f"fastest / fastest: {best:.1f}x")
+    print_side_by_side(res, args)
     if res["import_bytecode"] is not None:
         print(f"  import speedup with bytecode: "
               f"{res['import_nobytecode']['median'] / res['import_bytecode']['median']:.1f}x")
+
+
+def print_side_by_side(res: Results, args: argparse.Namespace) -> None:
+    """Issue 12's comparisons: the rebuild after one pin change against BuildKit + uv and the
+    naive Dockerfile, the relock against one `uv pip compile`, the bytes a push moves."""
+    labels = ("nobytecode", "bytecode")
+    print()
+    print(f"Rebuild after one pin change ({PIN_OLD} -> a new version each repetition), side by side, medians:")
+    print()
+    print("| | bytecode off | bytecode on |")
+    print("|---|---:|---:|")
+
+    def cells(values: list[str]) -> str:
+        return " | ".join(values)
+
+    gb = [res[f"rebuild_{label}"]["wall"] for label in labels]
+    print(f"| graphbuild `build --relock` (CLI wall) | {cells([fmt(v) for v in gb])} |")
+    print(f"| of which the lock node | {cells([fmt(res[f'rebuild_{label}']['lock_median']) for label in labels])} |")
+    print(f"| one `uv pip compile` of the whole environment (--generate-hashes) | "
+          f"{cells([fmt(res[f'compile_{label}']['median']) for label in labels])} |")
+    bk = [res[f"buildkit_{label}"] for label in labels]
+    if all(bk):
+        print("| BuildKit + uv + cache mount: `uv pip compile` + `docker build` | "
+              + cells([f"{b['median']['compile']:.2f} + {b['median']['build']:.2f} = **{b['median']['total']:.2f} s**"
+                       for b in bk]) + " |")
+        print(f"| BuildKit + uv, cold (`--no-cache`, empty cache mount) | {cells([fmt(b['cold']) for b in bk])} |")
+    if res["docker_rebuild"] is not None:
+        print(f"| naive Dockerfile (legacy builder, `pip install`, no cache; pip compiles bytecode) | "
+              f"{fmt(res['docker_rebuild'])} | {fmt(res['docker_rebuild'])} |")
+    print()
+    print("Goals (issue 12), ratios of the medians above:")
+    for label, wall in zip(labels, gb, strict=True):
+        name = label.replace("no", "no ")
+        relock = res[f"rebuild_{label}"]["lock_median"] / res[f"compile_{label}"]["median"]
+        print(f"  relock (lock node) / one uv pip compile, {name}: {relock:.2f}x "
+              f"(goal <= 1.0x: {'MET' if relock <= 1.0 else 'NOT MET'})")
+        if res[f"buildkit_{label}"]:
+            ratio = res[f"buildkit_{label}"]["median"]["total"] / wall
+            goal = BUILDKIT_GOALS[label]
+            print(f"  BuildKit + uv / graphbuild, {name}: {ratio:.2f}x (goal >= {goal:.0f}x: "
+                  f"{'MET' if ratio >= goal else 'NOT MET'})")
+        if res["docker_rebuild"] is not None:
+            ratio = res["docker_rebuild"] / wall
+            print(f"  naive Dockerfile / graphbuild, {name}: {ratio:.1f}x (goal >= {NAIVE_GOAL:.0f}x: "
+                  f"{'MET' if ratio >= NAIVE_GOAL else 'NOT MET'})")
+    for label in labels:
+        ship, bkpush = res[f"ship_{label}"], res[f"buildkit_push_{label}"]
+        if not ship:
+            continue
+        name = label.replace("no", "no ")
+        pushed = ship["uploaded"] + ship["sbom"] + ship["manifests"]
+        bound = ship["ml_layer"] + ship["config"] + ship["manifests"]
+        print(f"  bytes pushed after the pin change, {name}: graphbuild {pushed / 1e6:.2f} MB (blobs "
+              f"{ship['uploaded'] / 1e6:.2f} MB + SBOM {ship['sbom'] / 1e3:.1f} kB + manifests {ship['manifests']} B; "
+              f"the changed layer `ml` compressed: {ship['ml_layer'] / 1e6:.2f} MB; {pushed / bound:.2f}x layer + "
+              f"config + manifests, goal <= 1.2x with one package per layer)"
+              + (f"; BuildKit {bkpush['new'] / 1e6:.1f} MB of a {bkpush['image'] / 1e6:.1f} MB image "
+                 f"({bkpush['layers']} layers)" if bkpush else ""))
+        print(f"    graphbuild nodes that ran: {', '.join(ship['ran'])}; "
+              f"first push {ship['first_uploaded'] / 1e6:.1f} MB")
+
 
 
 if __name__ == "__main__":

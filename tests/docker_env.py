@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -100,6 +101,12 @@ def tags(repository: str) -> list[str]:
     return json.loads(body).get("tags") or []
 
 
+def image_tags(repository: str) -> list[str]:
+    """The tags people push, without the `sha256-<hex>` tags of referrers indexes (OCI 1.1's
+    fallback for registries without the referrers API: where the SBOMs are listed)."""
+    return [t for t in tags(repository) if not re.fullmatch(r"sha256-[0-9a-f]{64}", t)]
+
+
 def manifest_digest(repository: str, tag: str) -> str | None:
     """`HEAD /v2/<repo>/manifests/<tag>`: the digest, or None on 404."""
     status, body, headers = _get(f"/v2/{repository}/manifests/{tag}", method="HEAD", accept=_ACCEPT)
@@ -109,10 +116,37 @@ def manifest_digest(repository: str, tag: str) -> str | None:
     return headers["Docker-Content-Digest"]
 
 
-def manifest(repository: str, tag: str) -> dict[str, Any]:
-    status, body, _ = _get(f"/v2/{repository}/manifests/{tag}", accept=_ACCEPT)
+def raw_manifest(repository: str, reference: str) -> tuple[bytes, str]:
+    """A manifest's bytes and media type, as the registry serves them."""
+    status, body, headers = _get(f"/v2/{repository}/manifests/{reference}", accept=_ACCEPT)
     assert status == 200, (status, body)
-    return json.loads(body)
+    return body, headers["Content-Type"]
+
+
+def manifest(repository: str, tag: str) -> dict[str, Any]:
+    """The image manifest a tag names: through the index graphbuild tags (one image, and the
+    release's annotations)."""
+    document = json.loads(raw_manifest(repository, tag)[0])
+    if "manifests" in document:
+        [entry] = document["manifests"]
+        document = json.loads(raw_manifest(repository, entry["digest"])[0])
+    return document
+
+
+def image_digest(repository: str, tag: str) -> str | None:
+    """The digest of the image manifest a tag names (through the release index), or None."""
+    if manifest_digest(repository, tag) is None:
+        return None
+    document = json.loads(raw_manifest(repository, tag)[0])
+    if "manifests" in document:
+        return document["manifests"][0]["digest"]
+    return manifest_digest(repository, tag)
+
+
+def blob(repository: str, digest: str) -> bytes:
+    status, body, _ = _get(f"/v2/{repository}/blobs/{digest}")
+    assert status == 200, (status, digest)
+    return body
 
 
 def blob_sizes(document: dict[str, Any]) -> dict[str, int]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from docker_env import BASE, PYPROJECT, link_base, manifest_digest, nodes, ok, tags, unique_repository
+from docker_env import BASE, PYPROJECT, image_digest, image_tags, link_base, nodes, ok, unique_repository
 
 from graphbuild.cache.actions import ActionCache
 
@@ -94,14 +94,14 @@ def test_an_env_var_of_the_image_reruns_the_tests_and_a_warm_run_fails_like_a_co
     cold = TestWorkspace(ws.root, tmp_path / "cold-cache").gb("run", A, "--json")
     assert cold.exit_code == 1
     assert nodes(cold)[f"{A}#test.mylib"]["message"] == test["message"]
-    assert tags(f"{prefix}/a") == ["v1"]
+    assert image_tags(f"{prefix}/a") == ["v1"]
 
     # the image's default command is replaced by the test command: it does not reach the test
     one_env(ws, "mylib", prefix, extra='\n    cmd = ["python", "-V"],')
     again = nodes(ok(ws.gb("run", A, "--json")))
     assert again[f"{A}#image"]["status"] == "ran"
     assert again[f"{A}#test.mylib"]["status"] == "cached"
-    assert manifest_digest(f"{prefix}/a", "v1") == again[f"{A}#push"]["metadata"]["digest"]
+    assert image_digest(f"{prefix}/a", "v1") == again[f"{A}#push"]["metadata"]["digest"]
 
 
 # 2. the test is keyed on the wheel that was installed, not only on the sources
@@ -207,7 +207,8 @@ def test_a_relock_that_changes_nothing_in_the_image_keeps_its_digest(ws):
     assert second[f"{A}#image"]["metadata"]["digest"] == first[f"{A}#image"]["metadata"]["digest"]
 
     config = json.loads((ws.cache / "blobs" / "sha256" / second[f"{A}#image"]["outputs"]["config.json"]).read_text())
-    assert set(config["config"]["Labels"]) == {"org.graphbuild.target", "org.graphbuild.layers"}
+    assert set(config["config"]["Labels"]) == {"org.graphbuild.target", "org.graphbuild.layers",
+                                               "org.opencontainers.image.title"}
 
 
 # 5. layers that overwrite each other's files are refused

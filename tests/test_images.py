@@ -24,6 +24,8 @@ from docker_env import (
     EXAMPLE_REPOS,
     REPO_ROOT,
     blob_sizes,
+    image_digest,
+    image_tags,
     link_base,
     manifest,
     manifest_digest,
@@ -169,7 +171,8 @@ def test_example_workspace_runs_end_to_end_and_the_pushed_image_works(tmp_path):
         name = env.split(":")[1]
         assert push["metadata"]["reference"] == f"{registry()}/{prefix}/{name}:latest"
         assert push["metadata"]["digest"] == found[f"{env}#image"]["metadata"]["digest"]
-        assert manifest_digest(f"{prefix}/{name}", "latest") == push["metadata"]["digest"]
+        assert image_digest(f"{prefix}/{name}", "latest") == push["metadata"]["digest"]
+        assert manifest_digest(f"{prefix}/{name}", "latest") == push["metadata"]["tag_digest"]
 
     import docker
 
@@ -249,8 +252,8 @@ def test_a_test_failing_in_one_environment_holds_back_only_its_push(ws):
     assert found[f"{B}#push"]["status"] == "skipped"
     assert f"{B}#test.vercheck" in found[f"{B}#push"]["message"]
     assert found[f"{A}#push"]["status"] == "ran"
-    assert tags(f"{prefix}/a") == ["v1"]
-    assert manifest_digest(f"{prefix}/a", "v1") == found[f"{A}#push"]["metadata"]["digest"]
+    assert image_tags(f"{prefix}/a") == ["v1"]
+    assert image_digest(f"{prefix}/a", "v1") == found[f"{A}#push"]["metadata"]["digest"]
     assert tags(f"{prefix}/b") == []
     assert manifest_digest(f"{prefix}/b", "v1") is None
 
@@ -331,7 +334,9 @@ def test_the_oci_layout_and_the_pushed_image_check_out_with_skopeo_and_umoci(pus
     remote = json.loads(subprocess.run(
         [skopeo, "inspect", "--tls-verify=false", f"docker://{registry()}/{prefix}/a:v1"], check=True,
         capture_output=True, text=True).stdout)
-    assert remote["Digest"] == digest == found[f"{A}#push"]["metadata"]["digest"]
+    # the tag names the release index (one image, the release's annotations); the image is ours
+    assert remote["Digest"] == found[f"{A}#push"]["metadata"]["tag_digest"]
+    assert image_digest(f"{prefix}/a", "v1") == digest == found[f"{A}#push"]["metadata"]["digest"]
     assert remote["Layers"] == inspected["Layers"]
 
 

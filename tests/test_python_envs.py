@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from packaging.version import Version
 
 from graphbuild.cache.blobs import BlobStore
 
@@ -175,6 +176,22 @@ def test_relocking_keeps_the_pins_of_unchanged_layers_unless_upgrade(ws):
     ok(ws.gb("lock", "--upgrade", "//envs:dev"))
     assert locked_versions(ws, "dev")["six"] == "1.16.0"  # resolved afresh
     assert (ws.root / "envs/pylock.dev.toml").read_bytes() == before
+
+
+def test_a_changed_layer_keeps_the_versions_its_requirements_still_allow(ws):
+    write_envs(ws)
+    ok(ws.gb("lock", "//envs:dev"))
+    # core's spec changes: six is loosened (the index has a newer six) and a requirement is added
+    ws.write("envs/BUILD.envs", ENVS.replace('"six==1.16.0"', '"six>=1.15", "iniconfig==2.0.0", "packaging==24.0"'))
+    result = ok(ws.gb("lock", "//envs:dev", "--json"))
+    assert result.json["nodes"][0]["metadata"]["changed"] == {"packaging": [None, "24.0"]}
+    assert locked_versions(ws, "dev")["six"] == "1.16.0"  # still allowed: not moved
+    layers = {layer["label"]: layer["packages"] for layer in locked(ws, "dev")["tool"]["graphbuild"]["layers"]}
+    # iniconfig moved down into core (a lower layer now requires it), out of the libraries' layer
+    assert layers == {"//envs:core": ["attrs", "iniconfig", "packaging", "six"], "//envs:web": ["idna"],
+                      "libraries": []}
+    ok(ws.gb("lock", "--upgrade", "//envs:dev"))
+    assert Version(locked_versions(ws, "dev")["six"]) > Version("1.16.0")  # resolved afresh: the newest
 
 
 # 2. one changed pin: only the layer holding it is rebuilt, and `why` says which pin and where

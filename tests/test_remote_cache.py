@@ -590,8 +590,8 @@ def test_python_environment_layers_and_tests_come_from_the_remote_cache(tmp_path
     # the library changes on the second machine: its wheel, layer, the image and its tests run
     (ws2.root / "libs/mylib/mylib/__init__.py").write_text('def hello():\n    return "hi"\n\n\nVERSION = 2\n')
     third = ok(ws2.gb("test", "//envs/...", "--json", "--remote-cache", remote))
-    library_nodes = {"//libs/mylib:mylib#wheel", "//envs:app#lib.mylib", "//envs:app#image",
-                     "//envs:app#image.test", "//envs:app#test.mylib"}
+    library_nodes = {"//libs/mylib:mylib#wheel", "//envs:app#lib.mylib", "//envs:app#compress.lib.mylib",
+                     "//envs:app#image", "//envs:app#sbom", "//envs:app#image.test", "//envs:app#test.mylib"}
     assert third.ran() == library_nodes
     assert {by_id(third)[nid]["status"] for nid in nodes - library_nodes} == {"cached"}
 
@@ -604,5 +604,6 @@ def test_python_environment_layers_and_tests_come_from_the_remote_cache(tmp_path
     ran = fourth.ran()
     assert "//envs:app#layer.core" in ran and "//envs:app#image" in ran
     assert not ran & {"//libs/mylib:mylib#wheel", "//envs:app#lib.mylib", "//envs:base#import"}
-    assert ran <= {"//envs:app#lock", "//envs:app#layer.core", "//envs:app#layer.venv", "//envs:app#image",
-                   "//envs:app#image.test", "//envs:app#test.mylib"}
+    assert ran <= {"//envs:app#lock", "//envs:app#layer.core", "//envs:app#compress.layer.core",
+                   "//envs:app#layer.venv", "//envs:app#image", "//envs:app#sbom", "//envs:app#image.test",
+                   "//envs:app#test.mylib"}

@@ -20,6 +20,7 @@ from graphbuild.api import (
     DefaultInfo,
     ExecContext,
     Field,
+    OutputRef,
     Provider,
     RuleContext,
     SpecError,
@@ -29,6 +30,7 @@ from graphbuild.api import (
 )
 from graphbuild.cache import oci_media as media
 from graphbuild.rules.oci import reference
+from graphbuild.rules.oci.descriptors import ImageLayer
 
 
 class BaseImageAttrs(Attrs):
@@ -51,7 +53,8 @@ class BaseImageAttrs(Attrs):
 class BaseImageInfo(Provider):
     label: str
     digest: str = Field(description="sha256 of the tarball, or the pinned manifest digest")
-    layers: tuple[dict, ...] = Field(description="{blob: OutputRef, media_type, diff_id}, bottom first")
+    layers: tuple[ImageLayer, ...] = Field(description="bottom first: the tarball's tar (uncompressed: the "
+                                           "environment compresses it), or the pulled blobs")
     env: tuple[str, ...] = ()
     architecture: str = "amd64"
 
@@ -63,7 +66,8 @@ def base_image(ctx: RuleContext, attrs: BaseImageAttrs) -> list[Provider]:
         tarball = ctx.file(attrs.tarball, attr="tarball", within="workspace")
         node = ctx.action("import", executor=import_tarball, inputs={"tarball": tarball}, outputs=["layer.tar"],
                           kind="base_image.import")
-        layer = {"blob": node.output("layer.tar"), "media_type": media.LAYER_TAR, "diff_id": ""}
+        tar = node.output("layer.tar")
+        layer = ImageLayer(blob=tar, media_type=media.LAYER_TAR, tar=tar)
         env = tuple(f"{k}={v}" for k, v in attrs.env.items())
         return [BaseImageInfo(label=str(ctx.label), digest="sha256:" + tarball.digest, layers=(layer,), env=env,
                               architecture=attrs.architecture), DefaultInfo()]
@@ -88,10 +92,20 @@ def base_image(ctx: RuleContext, attrs: BaseImageAttrs) -> list[Provider]:
     outputs = [f"layer{i}" for i in range(len(pinned["layers"]))]
     node = ctx.action("pull", executor=pull_base, outputs=outputs, kind="base_image.pull",
                       inputs={"ref": attrs.ref, "digest": pinned["digest"], "layers": pinned["layers"]})
-    layers = tuple({"blob": node.output(out), "media_type": layer["mediaType"], "diff_id": layer["diff_id"]}
+    layers = tuple(_pulled_layer(node.output(out), layer["mediaType"], layer["diff_id"])
                    for out, layer in zip(outputs, pinned["layers"], strict=True))
     return [BaseImageInfo(label=str(ctx.label), digest=pinned["digest"], layers=layers, env=tuple(pinned["env"]),
                           architecture=attrs.architecture), DefaultInfo()]
+
+
+def _pulled_layer(blob: OutputRef, media_type: str, diff_id: str) -> ImageLayer:
+    """A layer as pulled, named by the OCI media type of the same bytes (Docker's names for
+    them are older spellings); an uncompressed one is its own tar, compressed like any other."""
+    media_type = {media.DOCKER_LAYER: media.LAYER_TAR, media.DOCKER_LAYER_GZIP: media.LAYER_TAR_GZIP}.get(
+        media_type, media_type)
+    if media_type == media.LAYER_TAR:
+        return ImageLayer(blob=blob, media_type=media_type, tar=blob)
+    return ImageLayer(blob=blob, media_type=media_type, diff_id=diff_id)
 
 
 @executor("base_image.import", version=1)

@@ -100,9 +100,11 @@ def image_tags(repository: str, manifest_digest: str) -> list[str]:
     return [f"{repository}:{manifest_digest.removeprefix('sha256:')[:12]}", f"{repository}:latest"]
 
 
-@executor("docker.load", version=1, cacheable=False)
+@executor("docker.load", version=2, cacheable=False)
 def load_image(ctx: ExecContext) -> dict[str, Any]:
-    """Inputs: `config`, `layers` (all, base first), `index`, `repository`. Loads the image unless
+    """Inputs: `config`, `layers` (all, base first: the uncompressed tars, which the engine takes
+    without decompressing them; a layer pulled compressed as it is), `index`, `repository`;
+    unkeyed: `blobs` (what the manifest lists, present for the layout). Loads the image unless
     the engine has it already, then tags it REPOSITORY:<digest prefix> and REPOSITORY:latest;
     also (re)writes the image's OCI layout in the cache."""
     config = Path(ctx.inputs["config"])

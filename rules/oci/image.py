@@ -1,8 +1,8 @@
 """Daemonless image assembly: base layers + layers -> OCI config, manifest and index.
 
-Layers are uncompressed tars already in the blob store (their sha256 is both the blob digest
-and the diff_id), so assembling an image writes three small JSON documents; the same inputs
-give the same bytes, hence the same image digest, on any machine.
+Layers are already in the blob store (compressed by their own nodes, see `compress.py`;
+`diff_ids` are the tars' digests), so assembling an image writes three small JSON documents;
+the same inputs give the same bytes, hence the same image digest, on any machine.
 
 graphbuild's own layers come with their file lists (`files.json`, written with the layer): a
 layer that would replace another layer's file with different content is refused, naming both
@@ -14,11 +14,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from graphbuild.api import ActionFailed, ExecContext, executor
 from graphbuild.cache import oci_media as media
+from graphbuild.rules.oci.descriptors import ResolvedLayer
 
 EPOCH = "1970-01-01T00:00:00Z"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -35,35 +37,25 @@ def runtime_config(base_env: list[str], env: dict[str, str]) -> dict[str, Any]:
     return {"Env": _merge_env(base_env, env), "WorkingDir": "/", "User": "", "Entrypoint": None}
 
 
-@executor("oci.image", version=2)
+@executor("oci.image", version=3)
 def assemble_image(ctx: ExecContext) -> dict[str, Any]:
-    """Inputs: `base` {layers: [{blob, media_type, diff_id}], env}, `layers` (tars), `layer_names`,
-    `env`, `cmd`, `labels`, `name` (the ref name in the index); unkeyed: `layer_files` (each
-    layer's `files.json`, or None), checked for layers overwriting each other."""
-    base = ctx.inputs["base"]
-    listings = ctx.unkeyed.get("layer_files") or []
-    check_overlaps([(name, Path(listing)) for name, listing in zip(ctx.inputs["layer_names"], listings, strict=True)
-                    if listing is not None])
-    descriptors, diff_ids, history = [], [], []
-    for layer in base["layers"]:
-        path = Path(layer["blob"])
-        descriptors.append({"mediaType": layer["media_type"], "digest": blob_digest(path),
-                            "size": path.stat().st_size})
-        diff_ids.append(layer["diff_id"] or blob_digest(path))
-        history.append({"created": EPOCH, "created_by": f"base {base['label']}"})
-    for name, layer in zip(ctx.inputs["layer_names"], ctx.inputs["layers"], strict=True):
-        path = Path(layer)
-        descriptors.append({"mediaType": media.LAYER_TAR, "digest": blob_digest(path), "size": path.stat().st_size})
-        diff_ids.append(blob_digest(path))
-        history.append({"created": EPOCH, "created_by": f"graphbuild {name}"})
-    runtime = runtime_config(base.get("env", []), ctx.inputs["env"])
+    """Inputs: `layers` (each `ImageLayer.as_input()`, base first), `layer_names` (one per layer, for
+    the history), `base_env`, `env`, `cmd`, `labels`, `created`, `architecture`, `name` (the ref
+    name in the layout's index); unkeyed: `layer_files` (the `files.json` of each of graphbuild's
+    own layers, by name), checked for layers overwriting each other."""
+    listings = ctx.unkeyed.get("layer_files") or {}
+    check_overlaps([(name, Path(listing)) for name, listing in listings.items()])
+    layers = [ResolvedLayer.from_input(layer) for layer in ctx.inputs["layers"]]
+    created = ctx.inputs.get("created") or EPOCH
+    history = [{"created": created, "created_by": name} for name in ctx.inputs["layer_names"]]
+    runtime = runtime_config(ctx.inputs.get("base_env", []), ctx.inputs["env"])
     config = {
         "architecture": ctx.inputs.get("architecture", "amd64"),
         "os": "linux",
-        "created": EPOCH,
+        "created": created,
         "config": {"Env": runtime["Env"], "Cmd": ctx.inputs["cmd"], "WorkingDir": runtime["WorkingDir"],
                    "Labels": ctx.inputs["labels"]},
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "rootfs": {"type": "layers", "diff_ids": [layer.diff for layer in layers]},
         "history": history,
     }
     config_bytes = media.canonical_json(config)
@@ -73,18 +65,36 @@ def assemble_image(ctx: ExecContext) -> dict[str, Any]:
         "mediaType": media.MANIFEST,
         "config": {"mediaType": media.CONFIG, "digest": media.sha256_digest(config_bytes),
                    "size": len(config_bytes)},
-        "layers": descriptors,
+        "layers": [layer.descriptor() for layer in layers],
     }
     manifest_bytes = media.canonical_json(manifest)
     ctx.out("manifest.json").write_bytes(manifest_bytes)
     digest = media.sha256_digest(manifest_bytes)
     index = {"schemaVersion": 2, "mediaType": media.INDEX, "manifests": [
         {"mediaType": media.MANIFEST, "digest": digest, "size": len(manifest_bytes),
-         "annotations": {"org.opencontainers.image.ref.name": ctx.inputs["name"]}}]}
+         "annotations": {media.REF_NAME: ctx.inputs["name"]}}]}
     ctx.out("index.json").write_bytes(media.canonical_json(index))
-    size = sum(d["size"] for d in descriptors) + len(config_bytes)
+    size = sum(d["size"] for d in manifest["layers"]) + len(config_bytes)
     return {"digest": digest, "config_digest": media.sha256_digest(config_bytes), "size": size,
-            "layers": [d["digest"] for d in descriptors]}
+            "uncompressed_size": sum(layer.loadable.stat().st_size for layer in layers),
+            "layers": [d["digest"] for d in manifest["layers"]]}
+
+
+def created_time(epoch: str | None) -> str | None:
+    """RFC 3339 (UTC) of a `SOURCE_DATE_EPOCH` value; None when unset; ValueError when it is not
+    a number of seconds."""
+    if epoch is None or epoch == "":
+        return None
+    try:
+        seconds = int(epoch)
+    except ValueError:
+        raise ValueError(f"{epoch!r} is not a whole number of seconds") from None
+    if seconds < 0:
+        raise ValueError(f"{epoch} is before 1970")
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        raise ValueError(f"{epoch} is too far in the future") from None
 
 
 #: How many overwritten paths a failure lists in its message (all of them go to the details).

@@ -1,21 +1,22 @@
-"""Pushing an image to a registry: blobs the registry lacks (HEAD first), the manifest last.
+"""Pushing an image to a registry: blobs the registry lacks (HEAD first), the manifest, the
+SBOM referring to it, and the tag last.
 
-The tag is written last, by the manifest PUT, so a failure anywhere leaves no tag pointing at
-an incomplete image.
+The tag is written last, so a failure anywhere leaves no tag pointing at an incomplete image.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import threading
 from pathlib import Path
 from typing import Any
 
 from graphbuild.api import ActionFailed, ExecContext, executor
 from graphbuild.cache import oci_media as media
-from graphbuild.rules.oci import reference
-from graphbuild.rules.oci.image import blob_digest
+from graphbuild.rules.oci import artifacts, reference
+from graphbuild.rules.oci.image import blob_digest, created_time
 
 
 class _BlobLocations:
@@ -72,7 +73,14 @@ _LOCATIONS = _BlobLocations()
 
 @executor("oci.push", version=2, cacheable=False)
 def push_image(ctx: ExecContext) -> dict[str, Any]:
-    """Inputs: `destination`, `manifest`, `config`, `layers`."""
+    """Inputs: `destination`, `manifest`, `config`, `layers` (the blobs the manifest lists), `sbom`,
+    `title`, `architecture`.
+
+    Order: the blobs the registry lacks; the image manifest (by digest); the SBOM as an artifact
+    referring to it (the referrers API, or the `sha256-<hex>` tag where there is none); then the
+    tag, last, on an index holding the image and the release's annotations. A tag that already
+    points at this very image is left as it is: a commit changing nothing in the image pushes
+    nothing and keeps the revision that first gave it."""
     from graphbuild.cache.registry import Registry, RegistryError
 
     try:
@@ -83,51 +91,158 @@ def push_image(ctx: ExecContext) -> dict[str, Any]:
     ref = where_to.reference
     ctx.log(f"pushing to {ref.name}:{ref.tag or 'latest'}: {where_to.why}")
     registry = Registry(ref.host)
-    manifest = Path(ctx.inputs["manifest"])
+    manifest = Path(ctx.inputs["manifest"]).read_bytes()
+    digest = media.sha256_digest(manifest)
+    tag = ref.tag or "latest"
+    where = f"{ref.host}/{ref.repository}:{tag}"
+    sbom = Path(ctx.inputs["sbom"]) if ctx.inputs.get("sbom") else None
     blobs = [Path(p) for p in [*ctx.inputs["layers"], ctx.inputs["config"]]]
-    uploaded = skipped = mounted = count = 0
-    known = _LOCATIONS.get(ctx.blob_root, ref.host)
-    done: list[str] = []
+    counts = _Counts()
     try:
         registry.ping(ref.repository, push=True)
-        for path in blobs:
-            digest = blob_digest(path)
-            if digest in done:
-                continue
-            done.append(digest)
-            size = path.stat().st_size
-            with _LOCATIONS.blob_lock(ref.host, digest):
-                source = _LOCATIONS.recent(ref.host, digest) or known.get(digest)
-                if registry.has_blob(ref.repository, digest):
-                    skipped += size
-                elif source and source != ref.repository and registry.mount_blob(ref.repository, digest, source):
-                    mounted += size
-                else:
-                    registry.upload_blob(ref.repository, digest, path)
-                    uploaded += size
-                    count += 1
-                _LOCATIONS.remember(ref.host, digest, ref.repository)
-        data = manifest.read_bytes()
-        pushed = registry.put_manifest(ref.repository, ref.tag or "latest", data, media.MANIFEST)
+        _push_blobs(ctx, registry, ref, blobs, counts)
+        stored = registry.put_manifest(ref.repository, digest, manifest, media.MANIFEST)
+        counts.manifest_bytes += len(manifest)
+        if stored and stored != digest:
+            raise ActionFailed(f"the registry stored the manifest as {stored}, expected {digest}")
+        referrers = _push_sbom(ctx, registry, ref, sbom, manifest, counts) if sbom else None
+        tag_digest, annotations, moved = _tag(registry, ref, tag, manifest, ctx, counts)
     except RegistryError as err:
-        raise ActionFailed(f"push to {ref} failed: {err}", details="nothing was tagged") from None
-    _LOCATIONS.add(ctx.blob_root, ref.host, ref.repository, done)
-    digest = media.sha256_digest(data)
-    if pushed and pushed != digest:
-        raise ActionFailed(f"the registry stored the manifest as {pushed}, expected {digest}")
-    where = f"{ref.host}/{ref.repository}:{ref.tag or 'latest'}"
-    ctx.log(f"pushed {where}@{digest}: {count} blobs, {uploaded} bytes uploaded, {mounted} bytes mounted from "
-            f"other repositories, {skipped} bytes already there")
+        raise ActionFailed(f"push to {ref} failed: {err}", details="the tag was not moved") from None
+    ctx.log(f"pushed {where}@{digest}: {counts.count} blobs, {counts.uploaded} bytes uploaded, {counts.mounted} "
+            f"bytes mounted from other repositories, {counts.skipped} bytes already there; tag "
+            f"{'moved to' if moved else 'already on'} {tag_digest}")
     return {
         "reference": where,
         "digest": digest,
-        "uploaded_bytes": uploaded,
-        "skipped_bytes": skipped,
-        "mounted_bytes": mounted,
-        "uploaded_blobs": count,
-        "summary": f"pushed {where}@{digest[:19]}: {_mb(uploaded)} uploaded, "
-                   f"{_mb(skipped + mounted)} already in the registry",
+        "tag_digest": tag_digest,
+        "tag_moved": moved,
+        "annotations": annotations,
+        "sbom": referrers,
+        "uploaded_bytes": counts.uploaded,
+        "skipped_bytes": counts.skipped,
+        "mounted_bytes": counts.mounted,
+        "uploaded_blobs": counts.count,
+        "manifest_bytes": counts.manifest_bytes,
+        "sbom_bytes": counts.sbom_bytes,
+        "summary": f"pushed {where}@{digest[:19]}: {_mb(counts.uploaded)} uploaded, "
+                   f"{_mb(counts.skipped + counts.mounted)} already in the registry"
+                   + ("" if moved else " (tag unchanged)"),
     }
+
+
+class _Counts:
+    """Bytes of the image's blobs by what became of them; the SBOM's and the manifests' apart."""
+
+    def __init__(self) -> None:
+        self.uploaded = self.skipped = self.mounted = self.count = self.manifest_bytes = self.sbom_bytes = 0
+
+
+def _push_blobs(ctx: ExecContext, registry: Any, ref: reference.Reference, blobs: list[Path], counts: _Counts) -> None:
+    """The blobs the registry lacks in the repository: HEAD first, then a mount from another
+    repository of the same registry that has it, else an upload."""
+    assert ref.host is not None
+    known = _LOCATIONS.get(ctx.blob_root, ref.host)
+    done: list[str] = []
+    for path in blobs:
+        digest = blob_digest(path)
+        if digest in done:
+            continue
+        done.append(digest)
+        size = path.stat().st_size
+        with _LOCATIONS.blob_lock(ref.host, digest):
+            source = _LOCATIONS.recent(ref.host, digest) or known.get(digest)
+            if registry.has_blob(ref.repository, digest):
+                counts.skipped += size
+            elif source and source != ref.repository and registry.mount_blob(ref.repository, digest, source):
+                counts.mounted += size
+            else:
+                registry.upload_blob(ref.repository, digest, path)
+                counts.uploaded += size
+                counts.count += 1
+            _LOCATIONS.remember(ref.host, digest, ref.repository)
+    _LOCATIONS.add(ctx.blob_root, ref.host, ref.repository, done)
+
+
+def _push_sbom(ctx: ExecContext, registry: Any, ref: reference.Reference, sbom: Path, subject: bytes,
+               counts: _Counts) -> dict[str, Any]:
+    """The SBOM as an artifact whose subject is the image; listed by the registry's referrers
+    API, or else in the referrers index under the fallback tag (OCI distribution 1.1)."""
+    empty = ctx.scratch / "empty.json"
+    empty.write_bytes(media.EMPTY_BYTES)
+    staged = ctx.scratch / media.sha256_digest(media.EMPTY_BYTES).removeprefix("sha256:")
+    empty.rename(staged)
+    blobs = _Counts()
+    _push_blobs(ctx, registry, ref, [staged, sbom], blobs)
+    counts.sbom_bytes += blobs.uploaded
+    artifact = artifacts.sbom_manifest(sbom, subject)
+    artifact_digest = media.sha256_digest(artifact)
+    subject_digest = media.sha256_digest(subject)
+    indexed = registry.put_manifest_with_subject(ref.repository, artifact_digest, artifact, media.MANIFEST)
+    counts.manifest_bytes += len(artifact)
+    if indexed or registry.referrers(ref.repository, subject_digest) is not None:
+        return {"digest": artifact_digest, "referrers": "api"}
+    tag = artifacts.fallback_tag(subject_digest)
+    found = registry.find_manifest(ref.repository, tag)
+    index = artifacts.with_referrer(found[0] if found else None, artifact)
+    if index is not None:
+        registry.put_manifest(ref.repository, tag, index, media.INDEX)
+        counts.manifest_bytes += len(index)
+    return {"digest": artifact_digest, "referrers": f"tag {tag}"}
+
+
+def _tag(registry: Any, ref: reference.Reference, tag: str, manifest: bytes, ctx: ExecContext,
+         counts: _Counts) -> tuple[str, dict[str, str], bool]:
+    """Point the tag at a release index of the image, unless it points at one of this image
+    already. Returns (the tag's digest, its annotations, whether it moved)."""
+    digest = media.sha256_digest(manifest)
+    found = registry.find_manifest(ref.repository, tag)
+    if found is not None:
+        released = artifacts.released_image(*found)
+        if released is not None and released[0] == digest:
+            return media.sha256_digest(found[0]), released[1], False
+    annotations = release_annotations(ctx.workspace_root, title=ctx.inputs.get("title") or ref.repository,
+                                      target=str(ctx.node.label))
+    index = artifacts.release_index(manifest, architecture=ctx.inputs.get("architecture") or "amd64",
+                                    annotations=annotations)
+    pushed = registry.put_manifest(ref.repository, tag, index, media.INDEX)
+    counts.manifest_bytes += len(index)
+    expected = media.sha256_digest(index)
+    if pushed and pushed != expected:
+        raise ActionFailed(f"the registry stored the index as {pushed}, expected {expected}")
+    return expected, annotations, True
+
+
+def release_annotations(root: Path, *, title: str, target: str) -> dict[str, str]:
+    """What a release says beyond the image's content: the commit it was built from (the
+    workspace's git HEAD), when (SOURCE_DATE_EPOCH, else that commit's time), and where its
+    sources are (the `origin` remote, without credentials)."""
+    annotations = {media.TITLE: title, artifacts.TARGET_ANNOTATION: target}
+    revision = _git(root, "rev-parse", "HEAD")
+    if revision:
+        annotations[media.REVISION] = revision
+    try:
+        created = created_time(os.environ.get("SOURCE_DATE_EPOCH"))
+    except ValueError:
+        created = None
+    if created is None and revision:
+        seconds = _git(root, "log", "-1", "--format=%ct", "HEAD")
+        created = created_time(seconds) if seconds and seconds.isdigit() else None
+    if created:
+        annotations[media.CREATED] = created
+    origin = _git(root, "remote", "get-url", "origin")
+    if origin:
+        annotations[media.SOURCE] = artifacts.public_url(origin)
+    return annotations
+
+
+def _git(root: Path, *args: str) -> str:
+    try:
+        proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30,
+                              env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return proc.stdout.strip() if proc.returncode == 0 else ""
 
 
 def _mb(size: int) -> str:

@@ -1,27 +1,34 @@
 """The image side of an environment: image, test image, loading, in-image tests and the push.
 
 Node by node:
+  compress.*   each layer's tar (and the base's) compressed, keyed by the tar's digest (build phase)
   image        base layers + the environment's layers -> OCI config/manifest (build phase)
+  sbom         the CycloneDX SBOM of what the image installs, from the lock (build phase)
   image.test   the same plus the test-runner layer, for tests only (test phase)
   test.<lib>   each library's tests inside the test image, loaded by the first test that runs
                (test phase)
   load         the image loaded and tagged graphbuild/<package>/<name>:<digest> and :latest (run phase)
-  push         the image to the registry, after every test passed (run phase)
+  push         the image and its SBOM to the registry, after every test passed (run phase)
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from graphbuild.api import Field, Located, NodeHandle, OutputRef, Provider, RuleContext
+from graphbuild.cache import oci_media as media
 from graphbuild.rules.oci import reference
 from graphbuild.rules.oci.base_image import BaseImageInfo
+from graphbuild.rules.oci.compress import Compression, compressed_layer
 from graphbuild.rules.oci.container import container_spec_for_tests
+from graphbuild.rules.oci.descriptors import ImageLayer
 from graphbuild.rules.oci.docker_engine import load_image
-from graphbuild.rules.oci.image import assemble_image, runtime_config
+from graphbuild.rules.oci.image import assemble_image, created_time, runtime_config
 from graphbuild.rules.oci.push import push_image
 from graphbuild.rules.python.image_tests import pytest_command, run_library_tests
 from graphbuild.rules.python.layers import LAYER_FORMAT, build_layer, build_venv_layer
+from graphbuild.rules.python.sbom import SBOM_OUTPUT, SbomComponent, write_sbom
 
 
 class ImageInfo(Provider):
@@ -29,50 +36,69 @@ class ImageInfo(Provider):
     manifest: OutputRef
     config: OutputRef
     index: OutputRef
-    blobs: tuple[OutputRef, ...] = Field(description="every layer, base first")
+    blobs: tuple[OutputRef, ...] = Field(description="every layer as the manifest lists it (compressed), base first")
+    sbom: OutputRef | None = Field(default=None, description="the image's CycloneDX SBOM")
     tests: tuple[str, ...] = Field(default=(), description="ids of the test nodes")
     files: tuple[Any, ...] = ()
 
 
 def declare_image(ctx: RuleContext, attrs: Any, info: Any, base: BaseImageInfo, layers: list[NodeHandle],
-                  runner: NodeHandle | None, sources: dict[str, dict[str, Any]], runner_closure: list[str]
-                  ) -> ImageInfo:
+                  runner: NodeHandle | None, sources: dict[str, dict[str, Any]], runner_closure: list[str],
+                  components: list[SbomComponent]) -> ImageInfo:
     name = f"{ctx.package}/{ctx.label.name}".strip("/")
     env = image_env(attrs)
+    created = _created(ctx)
     # only what the image's content and identity determine: a relock that changes nothing the
-    # image holds must give the same image digest
-    labels = {"org.graphbuild.target": str(ctx.label), "org.graphbuild.layers": ",".join(info.layer_names)}
-    base_input = {"label": base.label, "digest": base.digest, "env": list(base.env),
-                  "layers": [dict(layer) for layer in base.layers]}
-    layer_refs = [h.output("layer.tar") for h in layers]
-    layer_files = [h.output("files.json") for h in layers]
-    common = {"base": base_input, "env": env, "cmd": list(attrs.cmd), "labels": labels,
-              "architecture": base.architecture}
+    # image holds, or a commit that changes nothing in it, must give the same image digest (the
+    # commit goes into the annotations of what is pushed, see push.py)
+    labels = {"org.graphbuild.target": str(ctx.label), "org.graphbuild.layers": ",".join(info.layer_names),
+              media.TITLE: name, **({media.CREATED: created} if created else {})}
+    compression = Compression(attrs.layer_compression, attrs.layer_compression_level)
+    base_names = [f"base {base.label}"] * len(base.layers)
+    own_names = [f"graphbuild {n}" for n in info.layer_names]
+    # the base's tar and each layer's tar compressed by a node of its own (keyed by the tar's
+    # digest: shared by every environment with the same layer); a pulled base stays as pulled
+    shipped = [compressed_layer(ctx, "base" if len(base.layers) == 1 else f"base{i}", layer.tar, compression)
+               if layer.tar is not None else layer for i, layer in enumerate(base.layers)]
+    shipped += [compressed_layer(ctx, layer_name, handle.output("layer.tar"), compression)
+                for layer_name, handle in zip(info.layer_names, layers, strict=True)]
+    listings = {layer_name: handle.output("files.json") for layer_name, handle in zip(info.layer_names, layers,
+                                                                                       strict=True)}
+    common = {"base_env": list(base.env), "env": env, "cmd": list(attrs.cmd), "labels": labels,
+              "created": created, "architecture": base.architecture}
     image = ctx.action("image", executor=assemble_image, outputs=["config.json", "manifest.json", "index.json"],
-                       kind="oci.image", inputs={**common, "layers": layer_refs, "layer_names": list(info.layer_names),
-                                                 "name": name},
-                       unkeyed={"layer_files": layer_files})
-    all_blobs = [layer["blob"] for layer in base.layers] + layer_refs
+                       kind="oci.image", inputs={**common, "layers": [layer.as_input() for layer in shipped],
+                                                 "layer_names": base_names + own_names, "name": name},
+                       unkeyed={"layer_files": listings})
+    sbom = ctx.action("sbom", executor=write_sbom, outputs=[SBOM_OUTPUT], kind="python.sbom",
+                      inputs={"name": name, "created": created,
+                              "components": [component.as_input() for component in components]})
     test_nodes: list[NodeHandle] = []
     if info.libraries:
-        test_layers = layer_refs + ([runner.output("layer.tar")] if runner else [])
+        # never pushed, only loaded: the tars themselves, nothing to compress
+        test_layers = [layer.uncompressed() for layer in base.layers]
+        test_layers += [ImageLayer(blob=h.output("layer.tar"), media_type=media.LAYER_TAR, tar=h.output("layer.tar"))
+                        for h in [*layers, *([runner] if runner else [])]]
+        test_listings = {**listings, **({"layer.testrunner": runner.output("files.json")} if runner else {})}
         test_image = ctx.action(
             "image.test", executor=assemble_image, outputs=["config.json", "manifest.json", "index.json"],
             kind="oci.image", phase="test",
-            inputs={**common, "layers": test_layers, "name": f"{name}-test",
-                    "layer_names": [*info.layer_names, *(["layer.testrunner"] if runner else [])]},
-            unkeyed={"layer_files": layer_files + ([runner.output("files.json")] if runner else [])})
+            inputs={**common, "layers": [layer.as_input() for layer in test_layers], "name": f"{name}-test",
+                    "layer_names": base_names + own_names + (["graphbuild layer.testrunner"] if runner else [])},
+            unkeyed={"layer_files": test_listings})
         # The test image is loaded by the first test that runs in it: when every test result
         # comes from a cache, the Docker engine is not needed at all.
         where = {"image_config": test_image.output("config.json"), "image_index": test_image.output("index.json"),
-                 "image_layers": [layer["blob"] for layer in base.layers] + test_layers,
+                 "image_layers": [layer.loadable for layer in test_layers],
                  "image_repository": f"graphbuild/{name}-test", "environment": str(ctx.label)}
         for library in info.libraries:
             test_nodes.append(_test_node(ctx, attrs, info, base, library, sources[library.label], runner_closure,
                                          test_image, where))
     ctx.action("load", executor=load_image, kind="docker.load", phase="run",
                inputs={"config": image.output("config.json"), "index": image.output("index.json"),
-                       "layers": all_blobs, "repository": f"graphbuild/{name}"})
+                       "layers": [layer.loadable for layer in shipped], "repository": f"graphbuild/{name}"},
+               # the blobs the manifest lists, for the image's OCI layout in the cache
+               unkeyed={"blobs": [layer.blob for layer in shipped]})
     if attrs.push:
         try:
             reference.destination(attrs.push, ctx.workspace_root)
@@ -80,9 +106,21 @@ def declare_image(ctx: RuleContext, attrs: Any, info: Any, base: BaseImageInfo, 
             raise ctx.error(f"push: {err}", attr="push", hint=err.hint) from None
         ctx.action("push", executor=push_image, kind="oci.push", phase="run", after=test_nodes,
                    inputs={"destination": ctx.located("push"), "manifest": image.output("manifest.json"),
-                           "config": image.output("config.json"), "layers": all_blobs})
+                           "config": image.output("config.json"), "layers": [layer.blob for layer in shipped],
+                           "sbom": sbom.output(SBOM_OUTPUT), "title": name, "architecture": base.architecture})
     return ImageInfo(label=str(ctx.label), manifest=image.output("manifest.json"), config=image.output("config.json"),
-                     index=image.output("index.json"), blobs=tuple(all_blobs), tests=tuple(n.id for n in test_nodes))
+                     index=image.output("index.json"), blobs=tuple(layer.blob for layer in shipped),
+                     sbom=sbom.output(SBOM_OUTPUT), tests=tuple(n.id for n in test_nodes))
+
+
+def _created(ctx: RuleContext) -> str | None:
+    """`SOURCE_DATE_EPOCH` as the image's creation time, when set (the reproducible-builds
+    convention; unset, images are dated at the epoch, so that content alone decides the digest)."""
+    try:
+        return created_time(os.environ.get("SOURCE_DATE_EPOCH"))
+    except ValueError as err:
+        raise ctx.error(f"SOURCE_DATE_EPOCH: {err}", hint="a number of seconds since 1970-01-01 UTC, as "
+                        "`git log -1 --format=%ct` prints") from None
 
 
 def image_env(attrs: Any) -> dict[str, str]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
 from graphbuild.api import (
     Attrs,
@@ -29,6 +29,7 @@ from graphbuild.api import (
     rule,
 )
 from graphbuild.rules.oci.base_image import BaseImageInfo
+from graphbuild.rules.oci.compress import compression_problem
 from graphbuild.rules.oci.container import DEFAULT_TEST_USER, Resources, check_user
 from graphbuild.rules.python import lockfile, platforms
 from graphbuild.rules.python.env_image import declare_image
@@ -37,6 +38,7 @@ from graphbuild.rules.python.lockfile import LIBRARIES_GROUP, TEST_RUNNER_GROUP
 from graphbuild.rules.python.locking import lock_environment
 from graphbuild.rules.python.providers import PyLayerInfo, PyLibraryInfo
 from graphbuild.rules.python.requirements import canonicalize_name, name_of
+from graphbuild.rules.python.sbom import SbomComponent
 from graphbuild.rules.python.wheels import wheel_from_git, wheel_from_sdist
 
 
@@ -62,6 +64,11 @@ class EnvironmentAttrs(Attrs):
                                  "environment's tests run in: {\"cpus\": 2, \"memory\": \"4g\", \"pids\": 512}; "
                                  "unset keys keep their defaults (memory 4g, pids 512, cpus unlimited), "
                                  "None lifts one.")
+    layer_compression: str = Field(default="gzip", description="How the image's layers are compressed: \"gzip\" "
+                                   "(read by every engine), \"zstd\" (smaller and faster; the OCI tar+zstd media "
+                                   "type, which older engines cannot pull) or \"none\".")
+    layer_compression_level: int | None = Field(default=None, description="The compression level (gzip 1-9, "
+                                                "default 6; zstd 1-19, default 3).")
     test_user: str = Field(default=DEFAULT_TEST_USER, description="Who the tests run as: UID:GID (default "
                            "65534:65534, nobody, no capabilities), or \"root\" for tests that need it (uid 0 with the "
                            "engine's default capabilities).")
@@ -70,6 +77,13 @@ class EnvironmentAttrs(Attrs):
     @classmethod
     def _test_user(cls, value: str) -> str:
         return check_user(value)
+
+    @model_validator(mode="after")
+    def _compression(self) -> EnvironmentAttrs:
+        problem = compression_problem(self.layer_compression, self.layer_compression_level)
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class EnvironmentInfo(Provider):
@@ -162,8 +176,44 @@ def environment(ctx: RuleContext, attrs: EnvironmentAttrs) -> list[Provider]:
         return [info, DefaultInfo()]
     base = ctx.provider(attrs.base, BaseImageInfo, attr="base")
     runner_closure = lock.closure([name_of(r) for r in attrs.test_runner])
-    image = declare_image(ctx, attrs, info, base, layers, runner, sources, runner_closure)
+    components = _sbom_components(lock, installed, libraries, wheels, attrs)
+    image = declare_image(ctx, attrs, info, base, layers, runner, sources, runner_closure, components)
     return [info, image, DefaultInfo(files=image.files)]
+
+
+def _sbom_components(lock: lockfile.Lock, installed: dict[str, Any], libraries: list[PyLibraryInfo],
+                     wheels: dict[str, dict], attrs: EnvironmentAttrs) -> list[SbomComponent]:
+    """What the shipped image installs (the test runner's layer is not shipped), for its SBOM."""
+    library_names = {lib.label: canonicalize_name(lock.libraries.get(lib.label, {}).get("name") or lib.name)
+                     for lib in libraries}
+    known = {n for group in lock.layers if group["label"] != TEST_RUNNER_GROUP for n in group["packages"]}
+    known |= set(library_names.values())
+    components = []
+    for group in lock.layers:
+        if group["label"] == TEST_RUNNER_GROUP:
+            continue
+        layer = {LIBRARIES_GROUP: "libdeps"}.get(group["label"], group["label"].rsplit(":", 1)[-1])
+        for package in group["packages"]:
+            value = installed[package].value
+            entry = lock.packages[package]
+            depends = tuple(d for d in lock.dependencies(package) if d in known)
+            if "sha256" in value:
+                components.append(SbomComponent(name=package, version=value["version"], kind="pypi",
+                                                sha256=value["sha256"], layer=layer, depends_on=depends))
+            else:  # built from its sdist: the wheel installed is that build
+                components.append(SbomComponent(
+                    name=package, version=value["version"], kind="pypi", wheel=value["wheel"], layer=layer,
+                    sdist_sha256=(entry.get("sdist") or {}).get("hashes", {}).get("sha256", ""), depends_on=depends))
+    for library in libraries:
+        locked = lock.libraries.get(library.label, {})
+        depends = tuple(n for n in (name_of(r) for r in locked.get("requirements", [])) if n in known)
+        components.append(SbomComponent(
+            name=library_names[library.label], version=locked.get("version") or library.version or "",
+            kind="git" if library.kind == "git" else "library", wheel=wheels[library.label]["wheel"],
+            wheel_filename=wheels[library.label]["filename"], url=library.git.get("url", "") if library.git else "",
+            commit=locked.get("commit") or "", label=library.label,
+            layer=f"lib.{library.label.rsplit(':', 1)[-1]}", depends_on=depends))
+    return components
 
 
 def _layer_stack(ctx: RuleContext, attrs: EnvironmentAttrs) -> list[tuple[str, tuple[Located, ...]]]:

@@ -1,9 +1,16 @@
 """The lock node: resolve an environment layer by layer with uv and write its pylock file.
 
-Each layer is resolved together with the layers under it, pinned to what those already
-resolved to; so a lower layer's packages are the same in every environment built over it,
-and a layer that needs another version of a package a lower layer provides is reported as
-a conflict between those two layers instead of silently changing the lower one.
+Each layer's requirements are resolved over the layers under it, pinned to what those
+already resolved to; so a lower layer's packages are the same in every environment built
+over it, and a layer that needs another version of a package a lower layer provides is
+reported as a conflict between those two layers instead of silently changing the lower one.
+
+A relock costs what changed: the layers whose spec is unchanged from the bottom keep their
+pins (no uv call), each changed layer (and each one over it) is one `uv pip compile` of that
+layer's requirements alone over the pins under it (uv reads the index for that layer's
+closure only), preferring the versions the previous lock had. A package's entry (files,
+hashes, URLs) is the previous lock's when its version is; the entries of new versions come
+from one more call, offline (uv's cache holds what it just read), for those versions alone.
 
 The environment's libraries are built from their sources, and each is the one copy of its
 distribution in the environment: a package that depends on a library (pytest on a
@@ -76,7 +83,7 @@ class _Builds:
         return build.source
 
 
-@executor("python.lock", version=2, cacheable=False)
+@executor("python.lock", version=3, cacheable=False)
 def lock_environment(ctx: ExecContext) -> dict[str, Any]:
     spec: dict[str, Any] = ctx.inputs["spec"]
     where: dict[str, str] = ctx.unkeyed.get("where", {})
@@ -105,12 +112,16 @@ def lock_environment(ctx: ExecContext) -> dict[str, Any]:
     if previous is not None:
         used |= {lib["name"] for lib in previous.libraries.values()
                  if lib.get("required_by") and lib.get("name") in builds.by_name}
+    # what a layer whose spec changed resolves to keeps the previous lock's versions where its
+    # requirements still allow them (as `uv pip compile -o` keeps an existing output's pins):
+    # adding a requirement moves no unrelated pin
+    preferences = {n: p["version"] for n, p in previous.packages.items() if p.get("version")} if previous else {}
     groups: dict[str, list[str]] = {}
     pins: dict[str, str] = {}
     parents: dict[str, set[str]] = {}
     layers: list[dict[str, Any]] = []
     provided_by: dict[str, str] = {}
-    resolved = False
+    resolved: dict[str, list[str]] = {}  # the steps resolved now (the others kept their pins)
     for index, (label, requirements) in enumerate(steps):
         groups[label] = requirements
         if index < kept and previous is not None:
@@ -119,47 +130,54 @@ def lock_environment(ctx: ExecContext) -> dict[str, Any]:
             added = list(previous.layers[index]["packages"])
             pins.update({n: previous.packages[n]["version"] for n in added})
         else:
-            result = _resolve_step(ctx, label, groups, pins, provided_by, where, python, platform, builds, used)
+            # only this step's requirements, the layers under it pinned: uv reads the index for
+            # this layer's closure alone (what is under it is consistent already, and pins
+            # constrain without adding to what is resolved)
+            result = _resolve_step(ctx, {label: requirements}, index, label, groups, pins, provided_by, where,
+                                   python, platform, builds, used, preferences)
             added = sorted(set(result.pins) - set(pins))
-            pins = result.pins
-            parents = result.parents
-            resolved = True
+            pins.update({n: result.pins[n] for n in added})
+            for child, sources in result.parents.items():
+                parents.setdefault(child, set()).update(sources)
+            resolved[label] = requirements
         layers.append({"label": label, "packages": added})
         provided_by.update(dict.fromkeys(added, label))
     if not resolved and previous is not None and groups and _moved(libraries, used, previous):
         # every pin kept, but a library the others depend on moved (a branch followed to a
         # new commit, a new version): check the kept pins still accept its build
-        parents = _resolve_step(ctx, steps[-1][0], groups, pins, provided_by, where, python, platform, builds,
-                                used).parents
-        parents = {n: p for n, p in parents.items() if n in builds.by_name}  # only who needs the libraries
-    dependencies: dict[str, list[str]] = {}
-    if resolved:
+        _resolve_step(ctx, groups, 0, steps[-1][0], groups, pins, provided_by, where, python, platform, builds,
+                      used, {})
+    kept_packages = {n for layer in layers[:kept] for n in layer["packages"]}
+    dependencies: dict[str, set[str]] = {n: set(previous.dependencies(n)) for n in kept_packages} if previous else {}
+    for child, sources in parents.items():
+        for parent in sources:
+            if not parent.startswith("-"):
+                dependencies.setdefault(parent, set()).add(child)
+    # a package's lock entry (its files, hashes, URLs) is the previous lock's when its version
+    # is; uv writes the entries of the versions that are new, from its cache of what it just read
+    entries = {n: {k: v for k, v in previous.packages[n].items() if k != "dependencies"}
+               for n, v in pins.items() if previous.packages.get(n, {}).get("version") == v} if previous else {}
+    new = {n: v for n, v in pins.items() if n not in entries}
+    if new:
         try:
-            document = pylock(groups, pins, python=python, platform=platform, workdir=ctx.scratch,
-                              sources=builds.sources(used), env=builds.env)
+            document = pylock(new, python=python, platform=platform, workdir=ctx.scratch, env=builds.env,
+                              offline=bool(resolved))
         except ResolutionError as err:  # resolved a moment ago: the index or network failed us
             raise ActionFailed("uv could not write the lock", details=err.explanation) from None
-        uv_lock = tomllib.loads(document)
-        uv_lock["packages"] = [p for p in uv_lock.get("packages", []) if p.get("name") not in builds.by_name]
-        for child, sources in parents.items():
-            for parent in sources:
-                if not parent.startswith("-"):
-                    dependencies.setdefault(parent, []).append(child)
-    else:  # nothing to resolve: the packages are exactly the previous lock's
-        assert previous is not None or not groups
-        uv_lock = {"packages": [dict(p) for p in previous.packages.values()]} if previous else {}
-        uv_lock["packages"] = [{k: v for k, v in p.items() if k != "dependencies"} for p in uv_lock.get("packages", [])]
-        dependencies = {n: previous.dependencies(n) for n in previous.packages} if previous else {}
+        for entry in tomllib.loads(document).get("packages", []):
+            if entry.get("name") in new and entry.get("version") == new[entry["name"]]:
+                entries[entry["name"]] = entry
+    missing = sorted(set(pins) - set(entries))
+    if missing:
+        raise ActionFailed(f"uv wrote no lock entry for {', '.join(missing)}")
+    uv_lock = {"packages": [entries[n] for n in sorted(pins)]}
     for lib in libraries:
-        requirers = sorted({who for p in parents.get(lib["name"], set()) if not p.startswith("-c")
-                            for who in _requirers(p, groups, libraries, lib["name"])})
-        if not parents and previous is not None:  # nothing resolved: as the previous lock says
-            requirers = list(previous.libraries.get(lib["label"], {}).get("required_by", []))
-        lib["required_by"] = requirers
+        lib["required_by"] = _required_by(lib, steps, libraries, dependencies, pins)
         lib.pop("_dynamic", None)
     old = {n: p.get("version", "") for n, p in previous.packages.items()} if previous else _old_versions(ctx, name)
     ctx.write_source(name, lockfile.render(uv_lock, spec=spec, layers=layers, libraries=libraries,
-                                           dependencies=dependencies, python=python))
+                                           dependencies={n: sorted(d) for n, d in dependencies.items()},
+                                           python=python))
     changed = {n: [old.get(n), v] for n, v in sorted(pins.items()) if old.get(n) != v}
     changed.update({n: [v, None] for n, v in old.items() if n not in pins})
     ctx.log(f"locked {len(pins)} packages into {name}")
@@ -175,16 +193,20 @@ def _moved(libraries: list[dict[str, Any]], used: set[str], previous: lockfile.L
     return False
 
 
-def _requirers(parent: str, groups: dict[str, list[str]], libraries: list[dict[str, Any]], name: str) -> list[str]:
-    """A `# via` entry as people read it: a package name, a layer whose requirement names the
-    library, or the libraries that require it."""
-    match = re.match(r"-r group-(\d+)\.in", parent)
-    if not match or int(match.group(1)) >= len(groups):
-        return [parent]
-    group = list(groups)[int(match.group(1))]
-    if group != LIBRARIES_GROUP:
-        return [group]
-    return [lib["label"] for lib in libraries if any(_names(r, name) for r in lib["requirements"])] or [group]
+def _required_by(lib: dict[str, Any], steps: list[tuple[str, list[str]]], libraries: list[dict[str, Any]],
+                 dependencies: dict[str, set[str]], pins: dict[str, str]) -> list[str]:
+    """Who needs a library, as people read it: the locked packages depending on it, the layers
+    whose requirements name it, and the libraries whose requirements name it."""
+    name = lib["name"]
+    who = {package for package, deps in dependencies.items() if name in deps and package in pins}
+    for label, requirements in steps:
+        if not any(_names(r, name) for r in requirements):
+            continue
+        if label != LIBRARIES_GROUP:
+            who.add(label)
+            continue
+        who.update(other["label"] for other in libraries if any(_names(r, name) for r in other["requirements"]))
+    return sorted(who)
 
 
 def _names(requirement: str, name: str) -> bool:
@@ -296,10 +318,13 @@ def _accepts(specifier: str, version: str) -> bool:
         return True  # not ours to judge: uv resolves it
 
 
-def _resolve_step(ctx: ExecContext, label: str, groups: dict[str, list[str]], pins: dict[str, str],
-                  provided_by: dict[str, str], where: dict[str, str], python: str, platform: str,
-                  builds: _Builds, used: set[str]) -> Resolution:
-    """Resolve the groups so far, the libraries' builds standing in for their distributions.
+def _resolve_step(ctx: ExecContext, request: dict[str, list[str]], first: int, label: str,
+                  groups: dict[str, list[str]], pins: dict[str, str], provided_by: dict[str, str],
+                  where: dict[str, str], python: str, platform: str, builds: _Builds, used: set[str],
+                  preferences: dict[str, str]) -> Resolution:
+    """Resolve `request` (groups numbered from `first`) over `pins`, the libraries' builds
+    standing in for their distributions; `groups` are all the steps so far, for explaining a
+    failure in the spec's terms.
 
     A library only some package needs is found by resolving without it first (uv takes the
     index's release): then it is resolved again with the library's own build, which must
@@ -308,11 +333,12 @@ def _resolve_step(ctx: ExecContext, label: str, groups: dict[str, list[str]], pi
     index_resolution: Resolution | None = None
     while True:
         try:
-            result = resolve(groups, pins, sources=builds.sources(used), env=builds.env, **common)
+            result = resolve(request, pins, sources=builds.sources(used), env=builds.env, preferences=preferences,
+                             first_group=first, **common)
         except ResolutionError as err:
             if index_resolution is None and used:
                 try:  # what the index alone would give: who wants which version of a library
-                    index_resolution = resolve(groups, pins, **common)
+                    index_resolution = resolve(request, pins, first_group=first, **common)
                 except ResolutionError:
                     pass
             if index_resolution is not None:

@@ -22,7 +22,7 @@ _KEPT = {"runs", "locks"}
 def collect(actions: ActionCache, blobs: BlobStore, tmp: Path, max_bytes: int) -> dict[str, Any]:
     sizes = dict(blobs.iter_blobs())
     entries = sorted(actions.entries(), key=lambda e: e[2])  # oldest use first
-    refs = {key: _blob_refs(record) for key, record, _ in entries}
+    refs = {key: [sha for sha, _ in record.blob_refs()] for key, record, _ in entries}
     kept = {key for key, _, _ in entries}
     referenced: dict[str, int] = {}
     for key in kept:
@@ -59,11 +59,4 @@ def collect(actions: ActionCache, blobs: BlobStore, tmp: Path, max_bytes: int) -
                 shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
     return {"evicted_results": evicted, "kept_results": len(kept), "deleted_blobs": deleted,
             "freed_bytes": freed, "kept_bytes": total}
-
-
-def _blob_refs(record: dict[str, Any]) -> list[str]:
-    shas = [out[0] for out in record.get("outputs", {}).values()]
-    if record.get("log"):
-        shas.append(record["log"])
-    return shas
 

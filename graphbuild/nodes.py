@@ -132,6 +132,8 @@ class Node:
     locations: Mapping[str, Location] = field(default_factory=lambda: MappingProxyType({}), compare=False)
     unkeyed: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), compare=False)
     description: str = field(default="", compare=False)
+    #: outputs that are JUnit XML test reports (`--junit-dir` collects them for CI)
+    reports: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def cacheable(self) -> bool:

@@ -194,15 +194,19 @@ class RuleContext:
     def action(self, name: str, *, executor: Executor, inputs: Mapping[str, Any] | None = None,
                outputs: Sequence[str] = (), attrs: Sequence[str] = (), after: Sequence[NodeHandle] = (),
                phase: str = "build", kind: str | None = None, description: str = "",
-               unkeyed: Mapping[str, Any] | None = None, waits_for: Sequence[NodeHandle] = ()) -> NodeHandle:
+               unkeyed: Mapping[str, Any] | None = None, waits_for: Sequence[NodeHandle] = (),
+               reports: Sequence[str] = ()) -> NodeHandle:
         """Declare a node. Its key will hash `inputs`, the listed `attrs` (with their lines),
         the digests of every output it references and of the nodes it runs `after`.
 
         `unkeyed` values reach the executor but not the key: only for what cannot change the
         result (where it runs). Outputs they reference still run first, and so do `waits_for`
-        nodes (ordering only: their results are not part of the key)."""
+        nodes (ordering only: their results are not part of the key). `reports` names the
+        outputs that are JUnit XML test reports (`--junit-dir` collects them)."""
         node_id = f"{self.label}#{name}"
         self._check_outputs(name, outputs)
+        if not_declared := [r for r in reports if r not in outputs]:
+            raise self.error(f"node '{name}': report {not_declared[0]!r} is not one of its outputs")
         if any(n.id == node_id for n in self.nodes):
             raise self.error(f"declares two nodes named '{name}'")
         if phase not in (*PHASES, LOCK_PHASE):
@@ -231,6 +235,7 @@ class RuleContext:
             locations=MappingProxyType(locations),
             unkeyed=MappingProxyType(dict(unkeyed or {})),
             description=description or f"{name} {self.label}",
+            reports=tuple(reports),
         )
         self.nodes.append(node)
         return NodeHandle(node_id, node.outputs)

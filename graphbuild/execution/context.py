@@ -34,6 +34,7 @@ class ExecContext:
         self.scratch.mkdir()
         self._resolve_output = resolve_output
         self._log: list[str] = []
+        self._summary = ""
         self.inputs: Mapping[str, Any] = {k: self._resolve(v) for k, v in node.inputs.items()}
         #: Values that tell the executor where or how to run but cannot change its result
         #: (the image a test runs in, for instance); they are not part of the key.
@@ -95,6 +96,15 @@ class ExecContext:
         if self._run is None:
             return True
         return self._run.alive(run_id)
+
+    def summarize(self, text: str) -> None:
+        """One line on what the node did ("pushed ..."), shown beside it; not part of what its
+        dependents key on (metadata is)."""
+        self._summary = " ".join(str(text).split())
+
+    @property
+    def summary_text(self) -> str:
+        return self._summary
 
     def log(self, text: str) -> None:
         if text:

@@ -114,7 +114,7 @@ def import_tarball(ctx: ExecContext) -> dict[str, Any]:
     return {}
 
 
-@executor("base_image.lock", version=2, cacheable=False)
+@executor("base_image.lock", version=3, cacheable=False)
 def lock_base(ctx: ExecContext) -> dict[str, Any]:
     from graphbuild.cache.registry import Registry, RegistryError
 
@@ -144,7 +144,8 @@ def lock_base(ctx: ExecContext) -> dict[str, Any]:
     ctx.write_source(ctx.inputs["lock_name"], (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
     written = ctx.inputs["ref"]
     shown = written if str(ref) == written else f"{written} ({ref})"
-    return {"digest": digest, "summary": f"{shown} -> {digest}"}
+    ctx.summarize(f"{shown} -> {digest}")
+    return {"digest": digest}
 
 
 @executor("base_image.pull", version=2)

@@ -97,9 +97,9 @@ def compress_layer(ctx: ExecContext) -> dict[str, Any]:
         else:
             write_zstd(source, dest, level=level, threads=threads, size=tar.stat().st_size)
     size, original = ctx.out("layer").stat().st_size, tar.stat().st_size
+    ctx.summarize(f"{algorithm} -{level}: {original / 1e6:.1f} MB -> {size / 1e6:.1f} MB")
     return {"media_type": ALGORITHMS[algorithm][0], "diff_id": "sha256:" + tar.name, "size": size,
-            "uncompressed_size": original,
-            "summary": f"{algorithm} -{level}: {original / 1e6:.1f} MB -> {size / 1e6:.1f} MB"}
+            "uncompressed_size": original}
 
 
 def write_gzip(source: BinaryIO, dest: BinaryIO, *, level: int, threads: int) -> None:

@@ -115,6 +115,6 @@ def load_image(ctx: ExecContext) -> dict[str, Any]:
     image_id = "sha256:" + config.name
     tags = image_tags(ctx.inputs["repository"], digest)
     _, loaded = ensure_loaded(docker_client(), config, layers, tags)
+    ctx.summarize(f"{'loaded' if loaded else 'already in the engine:'} {tags[0]}")
     return {"image_id": image_id, "digest": digest, "tags": tags, "loaded": loaded,
-            "layout": str(layout) if layout else None,
-            "summary": f"{'loaded' if loaded else 'already in the engine:'} {tags[0]}"}
+            "layout": str(layout) if layout else None}

@@ -71,7 +71,7 @@ class _BlobLocations:
 _LOCATIONS = _BlobLocations()
 
 
-@executor("oci.push", version=2, cacheable=False)
+@executor("oci.push", version=3, cacheable=False)
 def push_image(ctx: ExecContext) -> dict[str, Any]:
     """Inputs: `destination`, `manifest`, `config`, `layers` (the blobs the manifest lists), `sbom`,
     `title`, `architecture`.
@@ -112,6 +112,9 @@ def push_image(ctx: ExecContext) -> dict[str, Any]:
     ctx.log(f"pushed {where}@{digest}: {counts.count} blobs, {counts.uploaded} bytes uploaded, {counts.mounted} "
             f"bytes mounted from other repositories, {counts.skipped} bytes already there; tag "
             f"{'moved to' if moved else 'already on'} {tag_digest}")
+    ctx.summarize(f"pushed {where}@{digest[:19]}: {_mb(counts.uploaded)} uploaded, "
+                  f"{_mb(counts.skipped + counts.mounted)} already in the registry"
+                  + ("" if moved else " (tag unchanged)"))
     return {
         "reference": where,
         "digest": digest,
@@ -125,9 +128,6 @@ def push_image(ctx: ExecContext) -> dict[str, Any]:
         "uploaded_blobs": counts.count,
         "manifest_bytes": counts.manifest_bytes,
         "sbom_bytes": counts.sbom_bytes,
-        "summary": f"pushed {where}@{digest[:19]}: {_mb(counts.uploaded)} uploaded, "
-                   f"{_mb(counts.skipped + counts.mounted)} already in the registry"
-                   + ("" if moved else " (tag unchanged)"),
     }
 
 

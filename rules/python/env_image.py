@@ -160,7 +160,7 @@ def _test_node(ctx: RuleContext, attrs: Any, info: Any, base: BaseImageInfo, lib
     short = library.label.rsplit(":", 1)[-1]
     return ctx.action(
         f"test.{short}", executor=run_library_tests, kind="python.test", phase="test",
-        outputs=["junit.xml", "log.txt"],
+        outputs=["junit.xml", "log.txt"], reports=["junit.xml"],
         inputs=inputs,
         # the image it runs in and the environment it reports are not what the result depends on
         unkeyed=where,

@@ -57,7 +57,8 @@ def write_sbom(ctx: ExecContext) -> dict[str, Any]:
     document = render(ctx.inputs["name"], ctx.inputs["components"], ctx.inputs.get("created"))
     ctx.out(SBOM_OUTPUT).write_text(document)
     count = len(ctx.inputs["components"])
-    return {"components": count, "summary": f"CycloneDX SBOM of {count} distributions"}
+    ctx.summarize(f"CycloneDX SBOM of {count} distributions")
+    return {"components": count}
 
 
 def render(name: str, components: list[dict[str, Any]], created: str | None) -> str:

@@ -69,7 +69,7 @@ def _processes_with_commands() -> dict[int, tuple[int, str, str]]:
 # -- two runs at once --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("runs", [2, 4])
+@pytest.mark.parametrize("runs", [2, pytest.param(4, marks=pytest.mark.slow)])
 def test_concurrent_runs_on_one_cache_run_each_node_once_in_all(ws, tmp_path, runs):
     side = tmp_path / "ran.txt"
     names = _slow_workspace(ws, side)
@@ -302,7 +302,8 @@ def _kill_workspace(ws) -> None:
     ws.write("pkg/BUILD.envs", "\n".join(rules) + "\n")
 
 
-@pytest.mark.parametrize(("seed", "watchdog_too"), [(1, False), (2, False), (3, True)])
+@pytest.mark.parametrize(("seed", "watchdog_too"), [
+    (3, True), pytest.param(1, False, marks=pytest.mark.slow), pytest.param(2, False, marks=pytest.mark.slow)])
 def test_sigkill_at_a_random_point_of_a_cold_run_leaves_nothing_and_loses_nothing(ws, tmp_path, seed, watchdog_too):
     """`watchdog_too`: the run's watchdog is killed first, so what the run left is found by
     the next run's sweep alone."""

@@ -12,7 +12,7 @@ from graphbuild.cli.output import emit_json, emit_text
 from graphbuild.cli.session import Session
 from graphbuild.errors import EXIT_OK, GraphbuildError, UsageError
 from graphbuild.execution.events import NodeOutcome
-from graphbuild.execution.keying import node_manifest
+from graphbuild.keying import node_manifest
 from graphbuild.keys import Component, diff
 from graphbuild.labels import Label
 from graphbuild.records import RunEntry, RunRecord

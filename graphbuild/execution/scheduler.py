@@ -25,7 +25,7 @@ from graphbuild.cache.stores import ActionStore, RemoteCache, RemoteCacheError
 from graphbuild.execution import processes
 from graphbuild.execution.context import ExecContext
 from graphbuild.execution.events import NodeOutcome, Reporter
-from graphbuild.execution.keying import node_manifest
+from graphbuild.keying import node_manifest
 from graphbuild.keys import Manifest, key_of
 from graphbuild.nodes import ActionFailed, Node, OutputRef
 from graphbuild.records import ActionResult, OutputBlob, Status

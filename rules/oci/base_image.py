@@ -26,9 +26,9 @@ from graphbuild.api import (
     SpecError,
     WorkspacePath,
     executor,
+    media,
     rule,
 )
-from graphbuild.cache import oci_media as media
 from graphbuild.rules.oci import reference
 from graphbuild.rules.oci.descriptors import ImageLayer
 
@@ -116,7 +116,7 @@ def import_tarball(ctx: ExecContext) -> dict[str, Any]:
 
 @executor("base_image.lock", version=3, cacheable=False)
 def lock_base(ctx: ExecContext) -> dict[str, Any]:
-    from graphbuild.cache.registry import Registry, RegistryError
+    from graphbuild.api import Registry, RegistryError
 
     ref = _registry_ref(ctx)
     registry = Registry(ref.host)
@@ -150,7 +150,7 @@ def lock_base(ctx: ExecContext) -> dict[str, Any]:
 
 @executor("base_image.pull", version=2)
 def pull_base(ctx: ExecContext) -> dict[str, Any]:
-    from graphbuild.cache.registry import Registry, RegistryError
+    from graphbuild.api import Registry, RegistryError
 
     ref = _registry_ref(ctx)
     registry = Registry(ref.host)

@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from graphbuild.api import ActionFailed, ExecContext, OutputRef, RuleContext, executor
-from graphbuild.cache import oci_media as media
+from graphbuild.api import ActionFailed, ExecContext, OutputRef, RuleContext, executor, media
 from graphbuild.rules.oci.descriptors import ImageLayer
 
 #: algorithm -> (media type, default level, lowest level, highest level)

@@ -18,8 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from graphbuild.api import ActionFailed, ExecContext, executor
-from graphbuild.cache import oci_media as media
+from graphbuild.api import ActionFailed, ExecContext, executor, media
 from graphbuild.rules.oci.descriptors import ResolvedLayer
 
 EPOCH = "1970-01-01T00:00:00Z"

@@ -13,8 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from graphbuild.api import ActionFailed, ExecContext, executor
-from graphbuild.cache import oci_media as media
+from graphbuild.api import ActionFailed, ExecContext, executor, media
 from graphbuild.rules.oci import artifacts, reference
 from graphbuild.rules.oci.image import blob_digest, created_time
 
@@ -81,7 +80,7 @@ def push_image(ctx: ExecContext) -> dict[str, Any]:
     tag, last, on an index holding the image and the release's annotations. A tag that already
     points at this very image is left as it is: a commit changing nothing in the image pushes
     nothing and keeps the revision that first gave it."""
-    from graphbuild.cache.registry import Registry, RegistryError
+    from graphbuild.api import Registry, RegistryError
 
     try:
         where_to = reference.destination(ctx.inputs["destination"], ctx.workspace_root)

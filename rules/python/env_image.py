@@ -16,8 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from graphbuild.api import Field, Located, NodeHandle, OutputRef, Provider, RuleContext
-from graphbuild.cache import oci_media as media
+from graphbuild.api import Field, Located, NodeHandle, OutputRef, Provider, RuleContext, media
 from graphbuild.rules.oci import reference
 from graphbuild.rules.oci.base_image import BaseImageInfo
 from graphbuild.rules.oci.compress import Compression, compressed_layer

@@ -1,7 +1,8 @@
 """The public API for rule authors: everything a rule uses, built-in or in a workspace plugin.
 
 Rules import nothing else of graphbuild (an import-linter contract checks it): `media` are the
-OCI media types and canonical JSON, `Registry`/`RegistryError` the OCI registry client.
+OCI media types and canonical JSON, `Registry`/`RegistryError` the OCI registry client,
+`write_atomic(path, data)` replaces a file so that a reader sees the old or the new bytes.
 
 A plugin (a Python file named in graphbuild.toml, `[plugins] rules = [...]`) imports from
 here, and may use the built-in rules' helpers `run_command` and `staged_sources` from
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from graphbuild.analysis.context import NodeHandle, RuleContext
 from graphbuild.cache import oci_media as media
+from graphbuild.cache.atomic import write_bytes as write_atomic
 from graphbuild.errors import Location, SpecError
 from graphbuild.execution.context import ExecContext
 from graphbuild.execution.processes import run_process
@@ -42,7 +44,7 @@ __all__ = [
     "ActionFailed", "Attrs", "DefaultInfo", "ExecContext", "Executor", "Field", "FileRef", "Label",
     "LabelAttr", "LazyRule", "Located", "Location", "NodeHandle", "OutputPaths", "OutputRef", "Provider",
     "Registry", "RegistryError", "RelativeDir", "RelativePath", "RuleContext", "RuleDef", "Source", "SpecError",
-    "WorkspacePath", "executor", "media", "rule", "run_is_alive", "run_process",
+    "WorkspacePath", "executor", "media", "rule", "run_is_alive", "run_process", "write_atomic",
 ]
 
 #: Loaded when a rule first asks (`from graphbuild.api import Registry` inside its executor): the

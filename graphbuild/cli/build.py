@@ -117,7 +117,7 @@ def _execute(session: Session, reporter: ConsoleReporter, analysis: Analysis, or
              wanted: list[OutputRef], phase: str, options: dict[str, Any] | None = None) -> dict[str, NodeOutcome]:
     scheduler = Scheduler(actions=session.actions, blobs=session.blobs, workspace_root=session.workspace.root,
                           tmp_dir=session.cache.tmp, reporter=reporter, jobs=session.jobs, remote=session.remote,
-                          options=options, run=session.run, phase=phase)
+                          options=options, run=session.run, phase=phase, state_dir=session.cache.state)
     return scheduler.run(analysis.nodes, order, deliver=lambda outcomes: materialize(
         wanted, outcomes, session.blobs, session.workspace.root, session.files.digest))
 

@@ -52,7 +52,7 @@ def run_clean(session: Session, args: argparse.Namespace) -> int:
     root = cache.root
     session.close()
     # Only what graphbuild keeps there: the directory may be shared with other files.
-    for sub in (cache.blobs, cache.actions, cache.history, cache.tmp):
+    for sub in (cache.blobs, cache.actions, cache.history, cache.state, cache.tmp):
         shutil.rmtree(sub, ignore_errors=True)
     out = session.workspace.root / OUT_DIR
     if out.is_symlink():  # the link goes, never what it points at
@@ -69,7 +69,7 @@ def run_clean(session: Session, args: argparse.Namespace) -> int:
 
 def run_gc(session: Session, args: argparse.Namespace) -> int:
     limit = parse_size(args.max_size)
-    result = collect(session.actions, session.blobs, session.cache.tmp, limit)
+    result = collect(session.actions, session.blobs, session.cache.tmp, limit, session.cache.state)
     if args.json:
         emit_json({"command": "cache gc", **result})
     elif not args.quiet:

@@ -41,7 +41,8 @@ _MAX_REPAIRS = 3
 class Scheduler:
     def __init__(self, *, actions: ActionStore, blobs: BlobStore, workspace_root: Path, tmp_dir: Path,
                  reporter: Reporter, jobs: int, remote: RemoteCache | None = None,
-                 options: Mapping[str, Any] | None = None, run: Run | None = None, phase: str = ""):
+                 options: Mapping[str, Any] | None = None, run: Run | None = None, phase: str = "",
+                 state_dir: Path | None = None):
         self.actions = actions
         self.blobs = blobs
         self.root = workspace_root
@@ -49,6 +50,7 @@ class Scheduler:
         self.reporter = reporter
         self.jobs = max(1, jobs)
         self.phase = phase
+        self.state_dir = state_dir  # rule-owned state (`ExecContext.state_dir`)
         self.remote = remote
         self.options = dict(options or {})
         #: this process's run: its scratch directories, the child processes it started
@@ -148,7 +150,7 @@ class Scheduler:
 
         try:
             ctx = ExecContext(node, self.root, workdir, resolve_output, blob_root=self.blobs.root,
-                              options=self.options, run=self.run_state)
+                              options=self.options, run=self.run_state, state_root=self.state_dir)
             metadata = dict(node.executor.fn(ctx) or {})
             outputs = self._collect_outputs(node, ctx)
         except CorruptBlob as err:

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import TestWorkspace
+from conftest import TestWorkspace as Workspace  # (not collected as a test class)
 from docker_env import BASE, link_base, nodes, ok, unique_repository
 
 pytestmark = [pytest.mark.docker, pytest.mark.network]
@@ -56,7 +56,7 @@ def _check_with_umoci(layout: Path) -> None:
 
 
 def test_gc_and_clean_leave_no_dangling_image_layout(tmp_path):
-    ws = TestWorkspace(tmp_path / "ws", tmp_path / "cache")
+    ws = Workspace(tmp_path / "ws", tmp_path / "cache")
     link_base(ws)
     prefix = unique_repository()
     ws.write("envs/BUILD.envs", ENVS.format(prefix=prefix))

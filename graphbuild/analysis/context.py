@@ -11,11 +11,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from pydantic import BaseModel
-
 from graphbuild.errors import Location, SpecError, did_you_mean
 from graphbuild.labels import Label
-from graphbuild.nodes import LOCK_PHASE, PHASES, Executor, FileRef, Located, Node, OutputRef, iter_refs
+from graphbuild.nodes import LOCK_PHASE, PHASES, Executor, FileRef, Located, Node, OutputRef, iter_refs, rebuild
 from graphbuild.rule import Attrs, DefaultInfo, Provider
 
 if TYPE_CHECKING:
@@ -39,15 +37,11 @@ class NodeHandle:
 
 def plain(value: Any) -> Any:
     """Attribute values as JSON data (labels as strings), for keys and display."""
-    if isinstance(value, Label):
-        return str(value)
-    if isinstance(value, BaseModel):
-        return {k: plain(getattr(value, k)) for k in type(value).model_fields}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    return value
+    return rebuild(value, _label_as_text)
+
+
+def _label_as_text(value: Any) -> Any:
+    return str(value) if isinstance(value, Label) else value
 
 
 class RuleContext:

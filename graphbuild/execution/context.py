@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from graphbuild.cache import state as cache_state
 from graphbuild.cache.atomic import write_bytes
 from graphbuild.execution.processes import run_process
-from graphbuild.nodes import LOCK_PHASE, ActionFailed, FileRef, Located, Node, OutputRef
+from graphbuild.nodes import LOCK_PHASE, ActionFailed, FileRef, Node, OutputRef, rebuild
 
 if TYPE_CHECKING:
     from graphbuild.cache.runs import Run
@@ -45,16 +45,13 @@ class ExecContext:
         self.unkeyed: Mapping[str, Any] = {k: self._resolve(v) for k, v in node.unkeyed.items()}
 
     def _resolve(self, value: Any) -> Any:
-        if isinstance(value, Located):
-            return self._resolve(value.value)
+        return rebuild(value, self._resolve_leaf)
+
+    def _resolve_leaf(self, value: Any) -> Any:
         if isinstance(value, FileRef):
             return self.workspace_root / value.path
         if isinstance(value, OutputRef):
             return self._resolve_output(value)
-        if isinstance(value, list | tuple):
-            return [self._resolve(v) for v in value]
-        if isinstance(value, Mapping):
-            return {k: self._resolve(v) for k, v in value.items()}
         return value
 
     def path(self, name: str) -> Path:

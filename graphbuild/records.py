@@ -188,7 +188,17 @@ class RunRecord:
 
 def run_entry_from_json(row: Any) -> RunEntry:
     """A stored node row (older rows lack the source and cacheable columns)."""
+    if not isinstance(row, list) or not 3 <= len(row) <= 5:
+        raise RecordError(f"a run's node row is {type(row).__name__} {row!r:.40}, not a list of 3 to 5 fields")
     key, status, cached_from, *rest = row
-    return RunEntry(key=key, status=status, cached_from=cached_from, source=rest[0] if rest else None,
-                    cacheable=rest[1] if len(rest) > 1 else True)
+    source = rest[0] if rest else None
+    cacheable = rest[1] if len(rest) > 1 else True
+    if not (_text_or_none(key) and type(status) is str and _text_or_none(cached_from) and _text_or_none(source)
+            and type(cacheable) is bool):
+        raise RecordError(f"a run's node row {row!r:.80} is malformed")
+    return RunEntry(key=key, status=status, cached_from=cached_from, source=source, cacheable=cacheable)
+
+
+def _text_or_none(value: Any) -> bool:
+    return value is None or type(value) is str
 

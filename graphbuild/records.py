@@ -70,11 +70,11 @@ class ActionResult:
     @staticmethod
     def create(status: Status, node: str, *, outputs: Mapping[str, OutputBlob] | None = None,
                metadata: Mapping[str, Any] | None = None, **fields: Any) -> ActionResult:
-        """A new result, its output digest computed."""
+        """A new result, the output digest of a success computed (a failure has no dependents)."""
         outputs = {name: OutputBlob(*blob) for name, blob in (outputs or {}).items()}
         metadata = dict(metadata or {})
         return ActionResult(status=status, node=node, outputs=outputs, metadata=metadata,
-                            digest=output_digest(outputs, metadata), **fields)
+                            digest=output_digest(outputs, metadata) if status is Status.OK else "", **fields)
 
     @property
     def ok(self) -> bool:

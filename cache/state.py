@@ -60,9 +60,23 @@ def entry_blobs(entry: Path) -> list[str] | None:
     return text.split()
 
 
+#: What rules kept beside the blob store before `state/` existed (OCI layouts whose blobs gc
+#: could delete, the push locations): unknown to everything now, deleted by gc and clean.
+LEGACY = ("images", "push-locations.json")
+
+
 def sweep(root: Path, has_blob: Callable[[str], bool]) -> list[Path]:
-    """Delete each entry of each state directory that refers to a blob the store no longer has."""
+    """Delete each entry of each state directory that refers to a blob the store no longer has
+    (and what older versions kept beside the store, in the cache root that holds `root`)."""
     removed = []
+    for name in LEGACY:
+        legacy = root.parent / name
+        if legacy.is_dir() and not legacy.is_symlink():
+            shutil.rmtree(legacy, ignore_errors=True)
+            removed.append(legacy)
+        elif legacy.is_file() or legacy.is_symlink():
+            legacy.unlink(missing_ok=True)
+            removed.append(legacy)
     for directory in sorted(root.iterdir()) if root.is_dir() else ():
         for entry in sorted(directory.iterdir()) if directory.is_dir() else ():
             blobs = entry_blobs(entry) if entry.is_dir() else None

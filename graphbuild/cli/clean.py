@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from graphbuild.cache.gc import collect
+from graphbuild.cache.state import sweep as sweep_state
 from graphbuild.cli.output import emit_json, emit_text
 from graphbuild.cli.session import Session
 from graphbuild.errors import EXIT_OK, UsageError
@@ -54,6 +55,7 @@ def run_clean(session: Session, args: argparse.Namespace) -> int:
     # Only what graphbuild keeps there: the directory may be shared with other files.
     for sub in (cache.blobs, cache.actions, cache.history, cache.state, cache.tmp):
         shutil.rmtree(sub, ignore_errors=True)
+    sweep_state(cache.state, lambda sha: False)  # what older versions kept beside the blob store
     out = session.workspace.root / OUT_DIR
     if out.is_symlink():  # the link goes, never what it points at
         out.unlink()

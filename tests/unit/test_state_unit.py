@@ -49,7 +49,20 @@ def test_the_sweep_takes_the_entries_whose_blobs_are_gone_and_nothing_else(tmp_p
     assert sorted(removed) == sorted([broken, damaged])
     assert whole.is_dir() and plain.is_file() and unrecorded.is_dir()
     assert not broken.exists() and not damaged.exists()
-    assert sweep(tmp_path / "missing", lambda sha: True) == []
+    assert sweep(tmp_path / "images" / "missing", lambda sha: True) == []
+
+
+def test_the_sweep_deletes_what_older_versions_kept_beside_the_blob_store(tmp_path):
+    """`<cache>/images/<digest>/` (layouts linking the blob store) and `push-locations.json`."""
+    cache = tmp_path / "cache"
+    old_layout = cache / "images" / A
+    old_layout.mkdir(parents=True)
+    (old_layout / "index.json").write_text("{}")
+    (cache / "push-locations.json").write_text("{}")
+    kept = state_entry(cache / "state", "oci-images", B, [B])
+    removed = sweep(cache / "state", lambda sha: True)
+    assert sorted(removed) == [cache / "images", cache / "push-locations.json"]
+    assert sorted(p.name for p in cache.iterdir()) == ["state"] and kept.is_dir()
 
 
 def _context(tmp_path: Path, state_root: Path | None, work: str = "work") -> ExecContext:

@@ -9,6 +9,7 @@ at a deleted blob. `graphbuild clean` deletes the whole state.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 from collections.abc import Callable, Iterable
@@ -69,14 +70,18 @@ def sweep(root: Path, has_blob: Callable[[str], bool]) -> list[Path]:
     """Delete each entry of each state directory that refers to a blob the store no longer has
     (and what older versions kept beside the store, in the cache root that holds `root`)."""
     removed = []
-    for name in LEGACY:
-        legacy = root.parent / name
-        if legacy.is_dir() and not legacy.is_symlink():
-            shutil.rmtree(legacy, ignore_errors=True)
-            removed.append(legacy)
-        elif legacy.is_file() or legacy.is_symlink():
-            legacy.unlink(missing_ok=True)
-            removed.append(legacy)
+    layouts, locations = (root.parent / name for name in LEGACY)
+    if layouts.is_dir() and not layouts.is_symlink():
+        # only what graphbuild wrote there (the cache directory may hold other files)
+        for old in layouts.iterdir():
+            if _SHA256.fullmatch(old.name) and (old / "oci-layout").is_file():
+                shutil.rmtree(old, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            layouts.rmdir()
+            removed.append(layouts)
+    if locations.is_file():
+        locations.unlink(missing_ok=True)
+        removed.append(locations)
     for directory in sorted(root.iterdir()) if root.is_dir() else ():
         for entry in sorted(directory.iterdir()) if directory.is_dir() else ():
             blobs = entry_blobs(entry) if entry.is_dir() else None

@@ -58,11 +58,15 @@ def test_the_sweep_deletes_what_older_versions_kept_beside_the_blob_store(tmp_pa
     old_layout = cache / "images" / A
     old_layout.mkdir(parents=True)
     (old_layout / "index.json").write_text("{}")
+    (old_layout / "oci-layout").write_text("{}")
     (cache / "push-locations.json").write_text("{}")
     kept = state_entry(cache / "state", "oci-images", B, [B])
     removed = sweep(cache / "state", lambda sha: True)
     assert sorted(removed) == [cache / "images", cache / "push-locations.json"]
     assert sorted(p.name for p in cache.iterdir()) == ["state"] and kept.is_dir()
+    (cache / "images" / "holiday").mkdir(parents=True)  # not graphbuild's: left alone
+    assert sweep(cache / "state", lambda sha: True) == []
+    assert (cache / "images" / "holiday").is_dir()
 
 
 def _context(tmp_path: Path, state_root: Path | None, work: str = "work") -> ExecContext:

@@ -71,7 +71,7 @@ class _BlobLocations:
 _LOCATIONS = _BlobLocations()
 
 
-@executor("oci.push", version=2, cacheable=False)
+@executor("oci.push", version=3, cacheable=False)
 def push_image(ctx: ExecContext) -> dict[str, Any]:
     """Inputs: `destination`, `manifest`, `config`, `layers` (the blobs the manifest lists), `sbom`,
     `title`, `architecture`.

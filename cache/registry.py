@@ -33,7 +33,7 @@ import requests
 from docker.auth import INDEX_NAME, resolve_index_name
 
 from graphbuild.cache import registry_auth as auth
-from graphbuild.cache.oci_media import ACCEPT_MANIFESTS
+from graphbuild.cache.oci_media import ACCEPT_MANIFESTS, INDEX
 
 _CHUNK = 1 << 20
 #: the host serving Docker Hub's registry API (`docker.io` itself serves none): Docker's special case
@@ -331,7 +331,7 @@ class Registry:
         """The referrers index of a manifest (`GET /v2/<name>/referrers/<digest>`), or None when
         the registry has no referrers API."""
         response = self._request("GET", f"{self.base}/v2/{repository}/referrers/{digest}",
-                                 (pull_scope(repository),), headers={"Accept": "application/vnd.oci.image.index.v1+json"})
+                                 (pull_scope(repository),), headers={"Accept": INDEX})
         if response.status_code != 200 or "json" not in response.headers.get("Content-Type", ""):
             return None
         return response.content

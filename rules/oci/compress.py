@@ -82,7 +82,7 @@ def compressed_layer(ctx: RuleContext, name: str, tar: OutputRef, compression: C
     return ImageLayer(blob=node.output("layer"), media_type=compression.media_type, tar=tar)
 
 
-@executor("oci.compress", version=1)
+@executor("oci.compress", version=2)
 def compress_layer(ctx: ExecContext) -> dict[str, Any]:
     """Inputs: `tar` (an uncompressed layer), `algorithm`, `level`; output `layer`."""
     tar, algorithm, level = ctx.path("tar"), ctx.inputs["algorithm"], ctx.inputs["level"]

@@ -74,7 +74,7 @@ _LOCATIONS = _BlobLocations()
 _STATE = "oci-push"
 
 
-@executor("oci.push", version=3, cacheable=False)
+@executor("oci.push", version=4, cacheable=False)
 def push_image(ctx: ExecContext) -> dict[str, Any]:
     """Inputs: `destination`, `manifest`, `config`, `layers` (the blobs the manifest lists), `sbom`,
     `title`, `architecture`.

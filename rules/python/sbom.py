@@ -51,7 +51,7 @@ class SbomComponent:
                 "depends_on": sorted(self.depends_on)}
 
 
-@executor("python.sbom", version=1)
+@executor("python.sbom", version=2)
 def write_sbom(ctx: ExecContext) -> dict[str, Any]:
     """Inputs: `name` (the image), `components` (`SbomComponent.as_input()` each), `created`."""
     document = render(ctx.inputs["name"], ctx.inputs["components"], ctx.inputs.get("created"))

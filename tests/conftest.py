@@ -35,7 +35,7 @@ def pytest_configure(config: pytest.Config) -> None:
     global _fast
     markexpr = config.getoption("markexpr", "") or ""
     _fast = "not docker" in markexpr and "slow" not in markexpr
-    if config.getoption("hypothesis_profile", None) is None:  # hypothesis' own option wins
+    if config.getoption("--hypothesis-profile", None) is None:  # hypothesis' own option wins
         hypothesis_settings.load_profile("fast" if _fast else "full")
 
 

@@ -276,3 +276,25 @@ def test_a_stored_output_that_went_missing_makes_its_node_run_again(stores):
     second = run(stores, graph)
     assert graph.calls == [ids[0]]
     assert statuses(second) == {ids[0]: "ran", **dict.fromkeys(ids[1:], "cached")}
+
+
+def test_a_corrupt_input_is_rebuilt_by_its_producer_and_the_reader_runs_on_the_repair(stores):
+    graph = Graph()
+    a = graph.add("a", text="base-content")
+    graph.add("b", deps=(a,))
+    first = run(stores, graph)
+    sha = first[a].outputs["out.txt"].sha256
+    path = stores["blobs"].path(sha)
+    path.chmod(0o644)
+    path.write_text("evil-content")  # same size: only reading the bytes can tell
+    changed = Graph()
+    changed.nodes, changed.calls = dict(graph.nodes), graph.calls
+    b = changed.add("b", text="other", deps=(a,))  # b runs again and reads a's blob
+    graph.calls.clear()
+    events = Events()
+    outcomes = run(stores, changed, events=events)
+    assert statuses(outcomes) == {a: "ran", b: "ran"}
+    assert graph.calls == [a, b]  # b met the corrupt blob while its inputs were resolved, before it ran
+    assert stores["blobs"].path(sha).read_text() == "base-content"
+    assert any("corrupt" in w and a in w for w in events.warnings)
+    assert outcomes[b].corrupt_blob is None and outcomes[b].metadata == {}

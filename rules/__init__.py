@@ -7,7 +7,7 @@ The Python and OCI rules are imported only when a BUILD file first calls one.
 
 from __future__ import annotations
 
-from graphbuild.rule import LazyRule, RuleDef
+from graphbuild.api import LazyRule, RuleDef
 from graphbuild.rules.command import run_command, staged_sources
 from graphbuild.rules.command_test import command_test
 from graphbuild.rules.filegroup import filegroup

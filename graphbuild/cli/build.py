@@ -23,6 +23,7 @@ from graphbuild.execution.materialize import materialize
 from graphbuild.execution.scheduler import Scheduler
 from graphbuild.labels import Label
 from graphbuild.nodes import LOCK_PHASE, OutputRef
+from graphbuild.records import RunEntry, RunRecord
 from graphbuild.reporting.console import ConsoleReporter
 from graphbuild.rule import DefaultInfo
 
@@ -79,7 +80,7 @@ def _run(session: Session, args: argparse.Namespace, reporter: ConsoleReporter) 
     if to_lock:
         lock_analysis = session.analyze(to_lock, locking=True)
         lock_order = lock_analysis.closure(to_lock, LOCK_PHASE)
-        outcomes = _execute(session, reporter, lock_analysis, lock_order, [],
+        outcomes = _execute(session, reporter, lock_analysis, lock_order, [], LOCK_PHASE,
                             options={"upgrade": bool(getattr(args, "upgrade", False))})
         analysis = lock_analysis
     if args.phase != LOCK_PHASE and all(o.ok for o in outcomes.values()):
@@ -87,10 +88,10 @@ def _run(session: Session, args: argparse.Namespace, reporter: ConsoleReporter) 
         order = analysis.closure(labels, args.phase)
         wanted = [ref for lab in labels for ref in analysis.providers[lab][DefaultInfo].files
                   if isinstance(ref, OutputRef)]
-        outcomes.update(_execute(session, reporter, analysis, order, wanted))
+        outcomes.update(_execute(session, reporter, analysis, order, wanted, args.phase))
         _record_history(session, args.phase, labels, outcomes, analysis)
         if getattr(args, "junit_dir", None):
-            _copy_reports(session, outcomes, session.cwd / args.junit_dir)
+            _copy_reports(session, analysis, outcomes, session.cwd / args.junit_dir)
     order = [*lock_order, *(nid for nid in outcomes if nid not in lock_order)]
     return _report(args, reporter, analysis, labels, order, outcomes, time.monotonic() - started)
 
@@ -113,34 +114,36 @@ def _stale(session: Session, labels: list[Label]) -> list[Label]:
 
 
 def _execute(session: Session, reporter: ConsoleReporter, analysis: Analysis, order: list[str],
-             wanted: list[OutputRef], options: dict[str, Any] | None = None) -> dict[str, NodeOutcome]:
+             wanted: list[OutputRef], phase: str, options: dict[str, Any] | None = None) -> dict[str, NodeOutcome]:
     scheduler = Scheduler(actions=session.actions, blobs=session.blobs, workspace_root=session.workspace.root,
                           tmp_dir=session.cache.tmp, reporter=reporter, jobs=session.jobs, remote=session.remote,
-                          options=options, run=session.run)
+                          options=options, run=session.run, phase=phase, state_dir=session.cache.state)
     return scheduler.run(analysis.nodes, order, deliver=lambda outcomes: materialize(
         wanted, outcomes, session.blobs, session.workspace.root, session.files.digest))
 
 
-def _copy_reports(session: Session, outcomes: dict[str, NodeOutcome], directory: Path) -> None:
-    """Outputs named `junit.xml` are JUnit reports by convention: CI systems collect them."""
+def _copy_reports(session: Session, analysis: Analysis, outcomes: dict[str, NodeOutcome], directory: Path) -> None:
+    """The outputs nodes declare as JUnit reports (`reports=`): CI systems collect them."""
     directory.mkdir(parents=True, exist_ok=True)
     for nid, outcome in outcomes.items():
-        report = outcome.outputs.get("junit.xml")
-        if report and outcome.ok:
-            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", nid.removeprefix("//")) + ".xml"
-            shutil.copyfile(session.blobs.verified_path(report[0]), directory / name)
+        node = analysis.nodes.get(nid)
+        if node is None or not outcome.ok:
+            continue
+        for index, output in enumerate(node.reports):
+            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", nid.removeprefix("//")) + (f".{index}" if index else "")
+            shutil.copyfile(session.blobs.verified_path(outcome.outputs[output].sha256), directory / f"{name}.xml")
 
 
 def _record_history(session: Session, phase: str, labels: list[Label], outcomes: dict[str, NodeOutcome],
                     analysis: Analysis) -> None:
     from graphbuild.cli.why import keep_own_inputs
 
-    session.history.record(f"{time.time_ns()}-{os.getpid()}", {
-        "time": time.time(),
-        "phase": phase,
-        "nodes": {nid: [o.key, o.status, o.cached_from, o.source, analysis.nodes[nid].cacheable]
-                  for nid, o in outcomes.items() if nid in analysis.nodes},
-    }, _run_labels(labels, outcomes), before=lambda last: keep_own_inputs(session, analysis, outcomes, last))
+    run = RunRecord(time=time.time(), phase=phase, nodes={
+        nid: RunEntry(key=o.key, status=o.status, cached_from=o.cached_from, source=o.source,
+                      cacheable=analysis.nodes[nid].cacheable)
+        for nid, o in outcomes.items() if nid in analysis.nodes})
+    session.history.record(f"{time.time_ns()}-{os.getpid()}", run, _run_labels(labels, outcomes),
+                           before=lambda last: keep_own_inputs(session, analysis, outcomes, last))
 
 
 def _run_labels(labels: list[Label], outcomes: dict[str, NodeOutcome]) -> list[str]:
@@ -191,8 +194,9 @@ def _node_json(node: Any, outcome: NodeOutcome) -> dict[str, Any]:
         "cached_from": outcome.cached_from,
         "cache": outcome.source,
         "duration": round(outcome.duration, 4),
-        "outputs": {name: v[0] for name, v in outcome.outputs.items()},
+        "outputs": {name: v.sha256 for name, v in outcome.outputs.items()},
         "metadata": outcome.metadata,
+        "summary": outcome.summary or None,
         "message": outcome.message or None,
         "detail": outcome.detail or None,
         "location": outcome.location,

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from graphbuild.cache.gc import collect
+from graphbuild.cache.state import sweep as sweep_state
 from graphbuild.cli.output import emit_json, emit_text
 from graphbuild.cli.session import Session
 from graphbuild.errors import EXIT_OK, UsageError
@@ -52,8 +53,9 @@ def run_clean(session: Session, args: argparse.Namespace) -> int:
     root = cache.root
     session.close()
     # Only what graphbuild keeps there: the directory may be shared with other files.
-    for sub in (cache.blobs, cache.actions, cache.history, cache.tmp):
+    for sub in (cache.blobs, cache.actions, cache.history, cache.state, cache.tmp):
         shutil.rmtree(sub, ignore_errors=True)
+    sweep_state(cache.state, lambda sha: False)  # what older versions kept beside the blob store
     out = session.workspace.root / OUT_DIR
     if out.is_symlink():  # the link goes, never what it points at
         out.unlink()
@@ -69,7 +71,7 @@ def run_clean(session: Session, args: argparse.Namespace) -> int:
 
 def run_gc(session: Session, args: argparse.Namespace) -> int:
     limit = parse_size(args.max_size)
-    result = collect(session.actions, session.blobs, session.cache.tmp, limit)
+    result = collect(session.actions, session.blobs, session.cache.tmp, limit, session.cache.state)
     if args.json:
         emit_json({"command": "cache gc", **result})
     elif not args.quiet:

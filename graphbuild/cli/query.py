@@ -6,10 +6,10 @@ import argparse
 
 import networkx as nx
 
-from graphbuild.analysis.analyzer import Analyzer
 from graphbuild.cli.output import emit_json, emit_text
 from graphbuild.cli.session import Session
 from graphbuild.errors import EXIT_OK
+from graphbuild.loading.closure import load_closure
 from graphbuild.query import evaluate
 
 
@@ -34,8 +34,7 @@ def run_query(session: Session, args: argparse.Namespace) -> int:
     # The first pass only learns which targets the expression names; the second runs over
     # the dependency closure of those.
     evaluate(args.expr, nx.DiGraph(), resolve)
-    _, graph = Analyzer(session.loader, session.files.digest).load_closure(
-        list(dict.fromkeys(lab for labels in named.values() for lab in labels)))
+    _, graph = load_closure(session.loader, list(dict.fromkeys(lab for labels in named.values() for lab in labels)))
     result = sorted(evaluate(args.expr, graph, resolve))
     if args.json:
         emit_json({"command": "query", "expr": args.expr,

@@ -132,14 +132,14 @@ def render(report: list[dict[str, Any]], edges: Iterable[tuple[str, str]], title
 
 
 def _page(svg: str, report: list[dict[str, Any]], title: str) -> str:
-    legend = "".join(f'<span class="key" style="background:{c}">{html.escape(MEANING[s])}</span>'
-                     for s, c in COLORS.items())
+    """The SVG (its own title and legend) and tables of what changed and of what ran without a change."""
     rows, plain = [], []
     for entry in report:
         changes = changes_of(entry)
         for name, old, new, where in changes:
             rows.append(f"<tr><td>{html.escape(entry['id'])}</td><td>{html.escape(name)}</td>"
-                        f"<td>{html.escape(old)}</td><td>{html.escape(new)}</td><td>{html.escape(where)}</td></tr>")
+                        f'<td class="v">{html.escape(old)}</td><td class="v">{html.escape(new)}</td>'
+                        f"<td>{html.escape(where)}</td></tr>")
         if entry["status"] in ("ran", "failed") and not changes:
             plain.append(f"<tr><td>{html.escape(entry['id'])}</td><td>{html.escape(entry['status'])}</td>"
                          f"<td>{html.escape(_reason(entry))}</td></tr>")
@@ -155,10 +155,10 @@ def _page(svg: str, report: list[dict[str, Any]], title: str) -> str:
     svg_body = svg[svg.find("<svg"):]
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:Helvetica,Arial,sans-serif;margin:1.5em}} .key{{padding:.2em .6em;margin-right:.4em;
-border-radius:.3em}} table{{border-collapse:collapse;margin-top:1em}} td,th{{border:1px solid #ccc;padding:.3em .6em;
-font-size:.9em;text-align:left;vertical-align:top}} td{{word-break:break-all}} h2{{font-size:1.1em}}</style></head>
-<body><h1>{html.escape(title)}</h1><p>{legend}</p>{svg_body}{"".join(parts)}</body></html>
+<style>body{{font-family:Helvetica,Arial,sans-serif;margin:1.5em}} table{{border-collapse:collapse;margin-top:1em}}
+td,th{{border:1px solid #ccc;padding:.3em .6em;font-size:.9em;text-align:left;vertical-align:top;white-space:nowrap}}
+td.v{{white-space:normal;word-break:break-all}} h2{{font-size:1.1em}}</style></head>
+<body>{svg_body}{"".join(parts)}</body></html>
 """
 
 

@@ -200,3 +200,52 @@ def test_a_graph_into_a_missing_directory_is_a_clear_error(relocked):
     assert not (relocked.root / "no").exists()
     as_json = relocked.gb("why", "//pkg:app", "--graph", "no/such/dir/why.svg", "--json")
     assert as_json.exit_code == 2 and as_json.json["error"]["message"].startswith("cannot write")
+
+
+# -- end to end: an environment's image on the real engine, relocked ------------------------
+
+
+@pytest.fixture
+def services(registry: str) -> None:
+    """The engine, the registry and the base tarball (conftest's `registry` starts them)."""
+
+
+@needs_dot
+@pytest.mark.docker
+@pytest.mark.network
+@pytest.mark.usefixtures("services")
+def test_an_environment_relocked_with_a_new_image_env_is_drawn_without_contradiction(ws):
+    from test_image_keys import A, library, one_env
+
+    library(ws, "mylib", {"mylib/__init__.py": "VALUE = 1\n",
+                          "tests/test_mylib.py": "def test_value():\n    assert True\n"})
+    one_env(ws, "mylib", extra='\n    env = {"MODE": "one", "OTHER": "' + "x" * 80 + '"},')
+    first = ws.gb("test", A, "--relock", "--json")
+    assert first.exit_code == 0, first.stderr
+    first_page = ws.root / "first.html"
+    assert ws.gb("why", A, "--graph", str(first_page)).exit_code == 0
+    text = first_page.read_text()
+    assert "No node ran" not in text and "None" not in re.sub(r"<[^>]+>", " ", text)
+
+    # a new requirement (the lock is stale: --relock runs the lock node) and a new image env
+    ws.write("envs/BUILD.envs", (ws.root / "envs/BUILD.envs").read_text()
+             .replace('"six==1.16.0"', '"six==1.16.0", "packaging==24.1"').replace('"one"', '"two"'))
+    second = ws.gb("test", A, "--relock", "--json")
+    assert second.exit_code == 0, second.stderr
+    assert second.statuses()[f"{A}#lock"] == "ran" and second.statuses()[f"{A}#image"] == "ran"
+    svg_path = ws.root / "why.svg"
+    assert ws.gb("why", A, "--graph", str(svg_path)).exit_code == 0
+    root = ET.parse(svg_path).getroot()
+    nodes = nodes_of(root)
+    every = "\n".join(texts(root))
+    assert "None" not in every and "No node ran" not in every
+    lock = "\n".join(texts(nodes[f"{A}#lock"]))
+    assert "relocked" in lock and "outside world" not in lock
+    image = texts(nodes[f"{A}#image"])
+    assert any('[MODE]: "one" → "two"' in line for line in image), image  # the entry that changed, whole
+    for line in every.splitlines():
+        assert line.count('"') % 2 == 0, f"a note cut inside a quoted value: {line!r}"
+        assert not re.search(r"[{\[][^}\]]*…", line), f"a note cut inside JSON: {line!r}"
+    edges = [g.findtext(f"{SVG}title").split("->") for g in root.iter(f"{SVG}g") if g.get("class") == "edge"]
+    assert all(nid in {end for edge in edges for end in edge} for nid in nodes), "a node drawn alone"
+    assert [effect for cause, effect in edges if cause == f"{A}#lock"], "the lock points at what read it"

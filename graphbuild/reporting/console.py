@@ -134,18 +134,23 @@ class ConsoleReporter:
                 self.logs[node.id] = "\n".join(text.rstrip("\n").splitlines()[-VERBOSE_TAIL_LINES:])
 
     def node_finished(self, node: Node, outcome: NodeOutcome) -> None:
+        status = outcome.status
         with self._lock:
             self.done += 1
+            if status == "cached" and not outcome.cached_from and outcome.source != "remote":
+                # the common case, thousands of times in a no-op build: one batched line
+                if not self.quiet:
+                    self._pending.append(f"{self._count()} {self._paint(status)} {node.id}\n")
+                return
             self.running.pop(node.id, None)
-            if outcome.status == "ran":
+            if status == "ran":
                 self.durations[node.id] = outcome.duration
-            log = self.logs.pop(node.id, "")
-        if self.quiet and outcome.status != "failed":
+            log = self.logs.pop(node.id, "") if self.logs else ""
+        if self.quiet and status != "failed":
             return
-        # what did work (or failed) is shown at once; a long run of cache hits is batched
-        self._line(f"{self._count()} {self._paint(outcome.status)} {node.id}{describe(outcome)}",
-                   now=outcome.status != "cached")
-        if outcome.status == "failed" and outcome.log_tail:
+        # what did work (or failed) is shown at once
+        self._line(f"{self._count()} {self._paint(status)} {node.id}{describe(outcome)}", now=status != "cached")
+        if status == "failed" and outcome.log_tail:
             self._line(indent_log(outcome.log_tail), now=True)
         elif log:
             self._line(indent_log(log), now=True)

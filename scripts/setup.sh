@@ -10,6 +10,7 @@ command -v git >/dev/null || need+=(git)
 command -v python3 >/dev/null || need+=(python3)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 command -v dot >/dev/null || need+=(graphviz)          # graphbuild why --graph
+command -v chromium >/dev/null || need+=(chromium)     # the why --graph screenshot test (headless)
 command -v npm >/dev/null || need+=(npm)               # gitlab-ci-local, for the CI pipeline test
 command -v rsync >/dev/null || need+=(rsync)           # gitlab-ci-local copies the checkout with it
 if [ ${#need[@]} -gt 0 ]; then

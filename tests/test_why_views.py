@@ -67,7 +67,8 @@ def test_why_graph_svg_colours_nodes_by_status_and_names_the_change(changed):
     assert "pkg/b.txt" in text_of(nodes["//pkg:lb#gen"])  # the changed input, on the node that read it
     assert "pkg/b.txt" not in text_of(nodes["//pkg:la#gen"])
     edges = {g.findtext(f"{SVG}title") for g in root.iter(f"{SVG}g") if g.get("class") == "edge"}
-    assert edges == {"//pkg:top#gen->//pkg:la#gen", "//pkg:top#gen->//pkg:lb#gen"}
+    # from a cause to what it caused: what a node read points at the node
+    assert edges == {"//pkg:la#gen->//pkg:top#gen", "//pkg:lb#gen->//pkg:top#gen"}
 
     as_json = changed.gb("why", "//pkg:top", "--graph", str(changed.root / "again.svg"), "--json")
     assert as_json.exit_code == 0

@@ -24,7 +24,7 @@ from graphbuild.execution.scheduler import Scheduler
 from graphbuild.labels import Label
 from graphbuild.nodes import LOCK_PHASE, OutputRef
 from graphbuild.records import RunEntry, RunRecord
-from graphbuild.reporting.console import ConsoleReporter
+from graphbuild.reporting.console import ConsoleReporter, make_console
 from graphbuild.rule import DefaultInfo
 
 _HELP = {
@@ -54,11 +54,11 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
 
 
 def run_verb(session: Session, args: argparse.Namespace) -> int:
-    reporter = ConsoleReporter(verbose=args.verbose, quiet=args.quiet or args.json)
+    reporter = make_console(verbose=args.verbose, quiet=args.quiet or args.json, color=getattr(args, "color", None))
     try:
         return _run(session, args, reporter)
     finally:
-        reporter.flush()  # lines are written in batches; nothing may stay behind
+        reporter.close()  # stops the live view; nothing printed may stay behind
 
 
 def _run(session: Session, args: argparse.Namespace, reporter: ConsoleReporter) -> int:

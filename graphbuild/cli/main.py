@@ -49,6 +49,8 @@ def make_parser() -> argparse.ArgumentParser:
     common.add_argument("-j", "--jobs", type=int, metavar="N", help="nodes run at once (default: number of cores)")
     common.add_argument("-q", "--quiet", action="store_true", help="print only failures and the summary")
     common.add_argument("-v", "--verbose", action="store_true", help="print more detail")
+    common.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                        help="colour the output: auto (a terminal, unless NO_COLOR is set), always or never")
     common.add_argument("--remote-cache", metavar="oci://HOST/REPO",
                         help="shared cache in an OCI registry (or $GRAPHBUILD_REMOTE_CACHE, [cache] remote)")
     common.add_argument("--remote-cache-readonly", action="store_true",

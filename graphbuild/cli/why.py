@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,9 @@ from graphbuild.execution.events import NodeOutcome
 from graphbuild.keying import node_manifest
 from graphbuild.keys import Component, diff
 from graphbuild.labels import Label
+from graphbuild.nodes import LOCK_PHASE
 from graphbuild.records import RunEntry, RunRecord
+from graphbuild.reporting.changes import narrowed as _narrowed
 
 
 def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
@@ -38,7 +39,8 @@ def explain(session: Session, label: Label, only: str | None = None) -> list[dic
         raise UsageError(f"{label} has no recorded run in this cache", hint=f"run 'graphbuild build {label}' first")
     last = runs[-1]
     previous = runs[-2] if len(runs) > 1 else None
-    mine = _closure(session, label)
+    analysis = _analysis(session, label)
+    mine = _closure(analysis, label)
     report = []
     for nid, run_entry in last.nodes.items():
         key, status, cached_from = run_entry.key, run_entry.status, run_entry.cached_from
@@ -46,6 +48,9 @@ def explain(session: Session, label: Label, only: str | None = None) -> list[dic
         if (only and nid != only) or (mine is not None and nid not in mine):
             continue
         entry: dict[str, Any] = {"id": nid, "status": status, "key": key}
+        phase = analysis.nodes[nid].phase if analysis is not None and nid in analysis.nodes else None
+        if phase:
+            entry["phase"] = phase
         if status == "cached":
             where = [w for w in (source and f"{source} cache", cached_from and f"from {cached_from}") if w]
             entry["reason"] = "cached" + (f" ({', '.join(where)})" if where else "")
@@ -60,7 +65,10 @@ def explain(session: Session, label: Label, only: str | None = None) -> list[dic
             entry["reason"] = "skipped: a dependency failed"
         else:
             entry.update(_changes(session, nid, key, previous))
-            if not cacheable and not entry.get("changes"):
+            if phase == LOCK_PHASE:  # only --relock runs one as part of a recorded run
+                entry["reason"] = ("relocked before the build (--relock): the lock file was out of date with the "
+                                   "spec; the target's other nodes read the rewritten lock")
+            elif not cacheable and not entry.get("changes"):
                 entry["reason"] = "runs every time: it acts on the outside world (a Docker engine, a registry...)"
         report.append(entry)
     if only and not report:
@@ -69,13 +77,13 @@ def explain(session: Session, label: Label, only: str | None = None) -> list[dic
 
 
 def _edges(session: Session, label: Label, ids: set[str]) -> list[tuple[str, str]]:
-    try:
-        analysis = session.analyze([label])
-    except GraphbuildError:
+    """(cause, effect) pairs among `ids`: a dependency, then the node that read its result."""
+    analysis = _analysis(session, label)
+    if analysis is None:
         return []
     import networkx as nx
 
-    graph = nx.DiGraph([(n, d) for n in ids if n in analysis.nodes for d in analysis.nodes[n].deps if d in ids])
+    graph = nx.DiGraph([(d, n) for n in ids if n in analysis.nodes for d in analysis.nodes[n].deps if d in ids])
     # drawn without the edges implied by others: a picture, not a proof
     return list(nx.transitive_reduction(graph).edges) if nx.is_directed_acyclic_graph(graph) else list(graph.edges)
 
@@ -91,7 +99,7 @@ def compare(session: Session, label: Label, args: argparse.Namespace) -> int:
         runs = session.history.runs(str(target))
         if not runs:
             raise UsageError(f"{target} has no recorded run in this cache", hint=f"run 'graphbuild build {target}'")
-        mine = _closure(session, target)
+        mine = _closure(_analysis(session, target), target)
         nodes = {nid: entry for nid, entry in runs[-1].nodes.items() if mine is None or nid in mine}
         sides.append({nid.split("#", 1)[1] if nid.startswith(f"{target}#") else nid: (nid, entry)
                       for nid, entry in nodes.items()})
@@ -170,12 +178,18 @@ def _manifest_diff(session: Session, left: tuple[str, RunEntry],
     return [{"input": c.name, "old": c.old, "new": c.new} for c in diff(old, new)]
 
 
-def _closure(session: Session, label: Label) -> set[str] | None:
+def _analysis(session: Session, label: Label) -> Analysis | None:
+    """The target analysed now, or None when its spec is broken (then the run is shown as recorded)."""
+    try:
+        return session.analyze([label])
+    except GraphbuildError:
+        return None
+
+
+def _closure(analysis: Analysis | None, label: Label) -> set[str] | None:
     """The nodes the target needs (a run of //envs/... also recorded other targets' nodes);
     None when the spec cannot be analysed right now: then every node of the run is shown."""
-    try:
-        analysis = session.analyze([label])
-    except GraphbuildError:
+    if analysis is None:
         return None
     return set(analysis.closure([label], "run")) | set(analysis.closure([label], "lock"))
 
@@ -194,37 +208,6 @@ def _changes(session: Session, nid: str, key: str | None, previous: RunRecord | 
     changes = diff(old, new)
     return {"reason": "inputs changed", "changes": [
         {"input": c.name, "old": c.old, "new": c.new, "location": c.location} for c in changes]}
-
-
-def _narrowed(name: str, old: str, new: str) -> list[tuple[str, str, str]]:
-    """A change of a mapping or list (an `env`, an image's runtime) as the entries that
-    changed, each on its own line: `env: {"A": "1", "B": "2"} -> {...}` reads as
-    `env[B]: "2" -> "3"`; a list as the items it lost and gained."""
-    try:
-        before, after = json.loads(old), json.loads(new)
-    except ValueError:
-        return [(name, old, new)]
-    return _narrow(name, before, after) or [(name, old, new)]
-
-
-def _narrow(name: str, before: Any, after: Any) -> list[tuple[str, str, str]]:
-    if isinstance(before, dict) and isinstance(after, dict):
-        shown = []
-        for key in sorted(set(before) | set(after)):
-            if key not in before or key not in after:
-                shown.append((f"{name}[{key}]", json.dumps(before[key]) if key in before else "(unset)",
-                              json.dumps(after[key]) if key in after else "(unset)"))
-            elif before[key] != after[key]:
-                shown.extend(_narrow(f"{name}[{key}]", before[key], after[key]))
-        return shown
-    if isinstance(before, list) and isinstance(after, list) and before and after:
-        lost = [item for item in before if item not in after]
-        gained = [item for item in after if item not in before]
-        if lost or gained:
-            return [(name, " ".join(json.dumps(i) for i in lost) or "(nothing)",
-                     " ".join(json.dumps(i) for i in gained) or "(nothing)")]
-        return [(name, "(order) " + json.dumps(before), json.dumps(after))]
-    return [(name, json.dumps(before), json.dumps(after))]
 
 
 def run_why(session: Session, args: argparse.Namespace) -> int:

@@ -21,9 +21,11 @@ class ExecContext:
     def __init__(self, node: Node, workspace_root: Path, workdir: Path,
                  resolve_output: Callable[[OutputRef], Path], *, blob_root: Path | None = None,
                  options: Mapping[str, Any] | None = None, run: Run | None = None,
-                 state_root: Path | None = None):
+                 state_root: Path | None = None, on_command: Callable[[str], None] | None = None):
         self.node = node
         self._state_root = state_root
+        #: told each command `run` starts (the console shows them with -v)
+        self._on_command = on_command
         self._run = run
         #: What the command line asked of executors beyond the inputs (`lock --upgrade`); only
         #: non-cacheable executors may let it change their result.
@@ -137,6 +139,8 @@ class ExecContext:
         full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.scratch),
                     "TMPDIR": str(self.scratch), "LANG": "C.UTF-8"}
         full_env.update(env or {})
+        if self._on_command is not None:
+            self._on_command(_show(argv))
         try:
             # its own process group, killed whole on a timeout; it dies with graphbuild
             proc = run_process(argv, cwd=cwd or self.scratch, env=full_env, shell=shell, timeout=timeout,

@@ -149,10 +149,15 @@ class Scheduler:
             return self.blobs.verified_path(outcomes[ref.node_id].outputs[ref.name][0])
 
         try:
+            # a reporter may show the commands a node runs and its log (optional hooks)
+            on_command, on_log = (getattr(self.reporter, name, None) for name in ("node_command", "node_log"))
             ctx = ExecContext(node, self.root, workdir, resolve_output, blob_root=self.blobs.root,
-                              options=self.options, run=self.run_state, state_root=self.state_dir)
+                              options=self.options, run=self.run_state, state_root=self.state_dir,
+                              on_command=(lambda text: on_command(node, text)) if on_command else None)
             metadata = dict(node.executor.fn(ctx) or {})
             outputs = self._collect_outputs(node, ctx)
+            if on_log is not None:
+                on_log(node, ctx.log_text)
         except CorruptBlob as err:
             return NodeOutcome(node.id, "failed", key=key, corrupt_blob=err.digest,
                                message=str(err), duration=time.monotonic() - started)

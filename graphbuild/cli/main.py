@@ -15,7 +15,7 @@ from pathlib import Path
 
 from graphbuild import __version__
 from graphbuild.cli.options import add_global_options, workspace_option
-from graphbuild.errors import EXIT_BAD_INPUT, GraphbuildError, UsageError, did_you_mean
+from graphbuild.errors import EXIT_BAD_INPUT, GraphbuildError, did_you_mean
 from graphbuild.verbs import Verb
 
 EPILOG = """\
@@ -136,4 +136,4 @@ def run() -> None:
     sys.exit(main())
 
 
-__all__ = ["EPILOG", "UsageError", "main", "make_parser", "run"]
+__all__ = ["EPILOG", "main", "make_parser", "run"]

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import importlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -44,14 +43,32 @@ class Reportable(Protocol):
     def to_text(self) -> str: ...
 
 
-@dataclass(frozen=True)
-class Report:
+class _Frozen:
+    """Immutable after __init__ (plain classes, not dataclasses: this module is imported by
+    `graphbuild --help`, and the dataclasses module would be most of its start-up)."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable (cannot set {name})")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__) + ")"
+
+
+class Report(_Frozen):
     """A verb's result. `data` is the JSON document (`command` and `exit_code` are added);
     `text` what a person reads on stdout (nothing when empty)."""
 
-    data: Mapping[str, Any] = field(default_factory=dict)
-    text: str = ""
-    exit_code: int = EXIT_OK
+    __slots__ = ("data", "exit_code", "text")
+    data: Mapping[str, Any]
+    text: str
+    exit_code: int
+
+    def __init__(self, data: Mapping[str, Any] | None = None, text: str = "", exit_code: int = EXIT_OK):
+        object.__setattr__(self, "data", dict(data or {}))
+        object.__setattr__(self, "text", text)
+        object.__setattr__(self, "exit_code", exit_code)
 
     def to_json(self) -> Mapping[str, Any]:
         return self.data
@@ -63,8 +80,7 @@ class Report:
 Run = Callable[["VerbContext", argparse.Namespace], Reportable]
 
 
-@dataclass(frozen=True)
-class Verb:
+class Verb(_Frozen):
     """A command of `graphbuild`.
 
     `configure(parser)` adds the verb's own arguments (the global options are added for you);
@@ -73,12 +89,19 @@ class Verb:
     `needs_workspace=False` (or a function of the arguments saying so): the verb runs outside any
     workspace; `ctx` is then None."""
 
+    __slots__ = ("configure", "description", "help", "name", "needs_workspace", "run")
     name: str
     help: str
-    configure: Configure | None = None
-    run: Run | str | None = None
-    description: str = ""
-    needs_workspace: bool | Callable[[argparse.Namespace], bool] = True
+    configure: Configure | None
+    run: Run | str | None
+    description: str
+    needs_workspace: bool | Callable[[argparse.Namespace], bool]
+
+    def __init__(self, name: str, help: str, configure: Configure | None = None, run: Run | str | None = None,
+                 *, description: str = "", needs_workspace: bool | Callable[[argparse.Namespace], bool] = True):
+        for key, value in (("name", name), ("help", help), ("configure", configure), ("run", run),
+                           ("description", description), ("needs_workspace", needs_workspace)):
+            object.__setattr__(self, key, value)
 
     def wants_workspace(self, args: argparse.Namespace) -> bool:
         return self.needs_workspace(args) if callable(self.needs_workspace) else self.needs_workspace

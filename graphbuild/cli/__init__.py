@@ -15,6 +15,12 @@ def run() -> None:
 
         sys.stdout.write(f"graphbuild {__version__}\n")
         sys.exit(0)
+    if sys.argv[1:3] == ["completion", "--labels"] and len(sys.argv) == 3:  # at every <TAB>: no parser
+        from graphbuild.loading.label_scan import scan_labels
+
+        labels = scan_labels(".")
+        sys.stdout.write("".join(f"{label}\n" for label in labels))
+        sys.exit(0)
     from graphbuild.cli.main import main
 
     sys.exit(main())

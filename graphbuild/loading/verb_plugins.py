@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import re
 import sys
-import tomllib
 from pathlib import Path
 
 from graphbuild.errors import Location, SpecError
@@ -38,9 +37,16 @@ def workspace_verbs(start: Path) -> list[Verb]:
         return []
     try:
         text = (root / MARKER).read_text()
-        config = tomllib.loads(text)
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+    except (OSError, UnicodeDecodeError):
         return []  # said precisely when the verb reads the workspace
+    if "verbs" not in text:
+        return []  # the usual case, without parsing TOML at start-up
+    import tomllib
+
+    try:
+        config = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return []
     declared = config.get("plugins", {}).get("verbs", []) if isinstance(config.get("plugins"), dict) else []
     if not declared:
         return []

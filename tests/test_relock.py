@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import sys
 
+import pytest
+
 PY = f"{sys.version_info[0]}.{sys.version_info[1]}"
 
 
@@ -54,3 +56,30 @@ def test_a_missing_lock_is_a_stale_lock_that_relock_would_write(ws):
         assert err is typo
     else:
         raise AssertionError("a spec error that is not a stale lock must be raised, not relocked")
+
+
+def test_moved_summary_names_each_package_old_to_new():
+    from graphbuild.rules.python.locking import moved_summary
+
+    assert moved_summary("pylock.prod.toml", 3, {}) == "pylock.prod.toml: 3 packages, none moved"
+    assert moved_summary("pylock.prod.toml", 12, {"six": ["1.16.0", "1.17.0"], "idna": [None, "3.6"],
+                                                  "attrs": ["23.2.0", None]}) == (
+        "pylock.prod.toml: 12 packages, 3 moved: attrs 23.2.0 -> (removed), idna (new) -> 3.6, six 1.16.0 -> 1.17.0")
+
+
+@pytest.mark.network
+def test_lock_prints_the_packages_that_moved_per_environment(ws):
+    ws.write("envs/BUILD.envs", f'''
+        py_layer(name = "core", requirements = ["six==1.16.0"])
+        environment(name = "prod", layers = [":core"], python = "{PY}")
+    ''')
+    first = ws.gb("lock", "//envs:prod")
+    assert first.exit_code == 0, first.stderr
+    assert "//envs:prod#lock" in first.stderr and "pylock.prod.toml:" in first.stderr
+    assert "six (new) -> 1.16.0" in first.stderr
+    ws.write("envs/BUILD.envs", (ws.root / "envs/BUILD.envs").read_text().replace("six==1.16.0", "six==1.17.0"))
+    moved = ws.gb("lock", "//envs:prod")
+    assert moved.exit_code == 0, moved.stderr
+    assert "1 moved: six 1.16.0 -> 1.17.0" in moved.stderr
+    again = ws.gb("lock", "//envs:prod")
+    assert "none moved" in again.stderr

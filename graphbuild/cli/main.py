@@ -14,26 +14,9 @@ import sys
 from pathlib import Path
 
 from graphbuild import __version__
-from graphbuild.cli.options import add_global_options, workspace_option
+from graphbuild.cli.options import EPILOG, add_global_options, workspace_option
 from graphbuild.errors import EXIT_BAD_INPUT, GraphbuildError, did_you_mean
 from graphbuild.verbs import Verb
-
-EPILOG = """\
-exit codes:
-  0  success
-  1  a node failed (a build step, a test, a push); the report names it
-  2  bad usage or a bad spec (BUILD.envs error, unknown target, unusable cache dir)
-
-Global options go before or after the verb. The workspace is the nearest directory at or
-above the current one (or -C DIR) holding graphbuild.toml.
-A shared cache (--remote-cache oci://HOST/REPO) is read after the local one and written after
-a node runs; when it is unreachable the build warns and goes on locally (unless
---remote-cache-required). Only entries signed by a key of [cache] trusted_keys are read; only a run
-with a signing key writes. Environment: GRAPHBUILD_REMOTE_CACHE, GRAPHBUILD_REMOTE_CACHE_READONLY=1,
-GRAPHBUILD_REMOTE_CACHE_SIGNING_KEY_FILE (a key file) or GRAPHBUILD_REMOTE_CACHE_SIGNING_KEY (the key).
-The cache is --cache-dir, else $GRAPHBUILD_CACHE_DIR, else [cache] dir in graphbuild.toml,
-else $XDG_CACHE_HOME/graphbuild (~/.cache/graphbuild).
-"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -136,4 +119,4 @@ def run() -> None:
     sys.exit(main())
 
 
-__all__ = ["EPILOG", "main", "make_parser", "run"]
+__all__ = ["main", "make_parser", "run"]

@@ -17,10 +17,15 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(ctx: Any, args: argparse.Namespace) -> Any:
-    from graphbuild.operations.explain import why
+    from graphbuild.operations.explain import ExplainReport, why
     from graphbuild.reporting.explain import rendered
 
-    return rendered(why(ctx.session, args.target, node=args.node, graph=args.graph, vs=args.vs))
+    report = why(ctx.session, args.target, node=args.node, graph=args.graph, vs=args.vs)
+    if isinstance(report, ExplainReport) and report.graph_file is not None:
+        from graphbuild.reporting.why_graph import render
+
+        render(list(report.nodes), list(report.edges), f"why {report.target}", report.graph_file)
+    return rendered(report)
 
 
 VERBS = [Verb("why", "explain what changed for a target's last run", _configure, run,

@@ -21,7 +21,8 @@ class ExplainReport:
 
     target: Label
     nodes: tuple[dict[str, Any], ...]
-    graph_file: Path | None = None
+    graph_file: Path | None = None  # where the run is to be drawn (`--graph`), with these edges
+    edges: tuple[tuple[str, str], ...] = ()
     exit_code: int = EXIT_OK
 
 
@@ -44,15 +45,11 @@ def why(session: Session, target: str, *, node: str | None = None, graph: str | 
     if vs:
         return compare(session, label, vs)
     report = explain(session, label, node)
-    path = None
-    if graph:
-        from graphbuild.reporting.why_graph import render
-
-        ids = {entry["id"] for entry in report}
-        edges = _edges(session, label, ids)
-        path = session.cwd / Path(graph)  # -C DIR: as if started in DIR
-        render(report, edges, f"why {label}", path)
-    return ExplainReport(label, tuple(report), path)
+    if not graph:
+        return ExplainReport(label, tuple(report))
+    edges = _edges(session, label, {entry["id"] for entry in report})
+    # -C DIR: as if started in DIR
+    return ExplainReport(label, tuple(report), session.cwd / Path(graph), tuple(edges))
 
 
 def explain(session: Session, label: Label, only: str | None = None) -> list[dict[str, Any]]:

@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 
 import diskcache
 
+from graphbuild.records import ActionResult, OtherFormat, RecordError
+
 _RESULT = "r:"
 _MANIFEST = "m:"
 _DB = "cache.db"
@@ -180,15 +182,21 @@ class ActionCache:
         self._warn(f"the action cache entry {raw_key[len(_RESULT):]} {why}; dropped, its node runs again")
         self._guard(_DB, lambda: self._cache.delete(raw_key))
 
-    def get(self, key: str) -> dict[str, Any] | None:
-        record = self._get(_RESULT + key)
-        if record is not None and not _valid_record(record):
+    def get(self, key: str) -> ActionResult | None:
+        stored = self._get(_RESULT + key)
+        if stored is None:
+            return None
+        try:
+            return ActionResult.from_json(stored)
+        except OtherFormat:  # written by another version: a miss (the node's run replaces it)
+            return None
+        except RecordError:
             self._drop(_RESULT + key, "is not a result record")
             return None
-        return record
 
-    def put(self, key: str, record: dict[str, Any]) -> None:
-        self._guard(_DB, lambda: self._cache.set(_RESULT + key, record))
+    def put(self, key: str, record: ActionResult) -> None:
+        stored = record.to_json()
+        self._guard(_DB, lambda: self._cache.set(_RESULT + key, stored))
         self.mark_used([key])
 
     def put_manifest(self, key: str, manifest: dict[str, list]) -> None:
@@ -219,7 +227,7 @@ class ActionCache:
 
         self._with_usage(write)
 
-    def entries(self) -> Iterator[tuple[str, dict[str, Any], float]]:
+    def entries(self) -> Iterator[tuple[str, ActionResult, float]]:
         """(key, record, last use) for every stored result."""
         used = dict(self._with_usage(lambda db: db.execute("SELECT key, at FROM used").fetchall()))
         for raw in self._guard(_DB, lambda: list(self._cache.iterkeys())):
@@ -256,19 +264,6 @@ def _inode(path: Path) -> int | None:
         return path.stat().st_ino
     except OSError:
         return None
-
-
-def _valid_record(record: Any) -> bool:
-    """The shape the scheduler relies on; anything else is damage, not a result."""
-    try:
-        if record["status"] not in ("ok", "failed") or type(record["metadata"]) is not dict:
-            return False
-        for sha, size, _ in record["outputs"].values():
-            if type(sha) is not str or len(sha) != 64 or type(size) is not int:
-                return False
-    except (TypeError, KeyError, ValueError, AttributeError):
-        return False
-    return True
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ from typing import Any
 from graphbuild.cache.actions import ActionCache
 from graphbuild.cache.blobs import BlobStore
 from graphbuild.cache.runs import sweep_dead_runs
+from graphbuild.cache.state import sweep as sweep_state
 
 # Other files of tmp/ (an older layout's scratch, damaged databases moved aside) go after a day.
 _STALE_TMP_SECONDS = 24 * 3600
@@ -19,10 +20,14 @@ _STALE_TMP_SECONDS = 24 * 3600
 _KEPT = {"runs", "locks"}
 
 
-def collect(actions: ActionCache, blobs: BlobStore, tmp: Path, max_bytes: int) -> dict[str, Any]:
+def collect(actions: ActionCache, blobs: BlobStore, tmp: Path, max_bytes: int,
+            state: Path | None = None) -> dict[str, Any]:
+    """Evict results, oldest use first, until the blobs the rest reference fit in `max_bytes`;
+    delete every blob no result references, then every entry of the rule-owned `state` that
+    refers to a deleted blob (an OCI layout must not outlive its blobs)."""
     sizes = dict(blobs.iter_blobs())
     entries = sorted(actions.entries(), key=lambda e: e[2])  # oldest use first
-    refs = {key: _blob_refs(record) for key, record, _ in entries}
+    refs = {key: [sha for sha, _ in record.blob_refs()] for key, record, _ in entries}
     kept = {key for key, _, _ in entries}
     referenced: dict[str, int] = {}
     for key in kept:
@@ -49,6 +54,7 @@ def collect(actions: ActionCache, blobs: BlobStore, tmp: Path, max_bytes: int) -
             blobs.delete(sha)
             freed += size
             deleted += 1
+    swept_state = len(sweep_state(state, blobs.has)) if state is not None else 0
     sweep_dead_runs(tmp)
     now = time.time()
     for child in tmp.iterdir() if tmp.is_dir() else ():
@@ -58,12 +64,6 @@ def collect(actions: ActionCache, blobs: BlobStore, tmp: Path, max_bytes: int) -
             if now - child.stat().st_mtime > _STALE_TMP_SECONDS:
                 shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
     return {"evicted_results": evicted, "kept_results": len(kept), "deleted_blobs": deleted,
+            "deleted_state_entries": swept_state,
             "freed_bytes": freed, "kept_bytes": total}
-
-
-def _blob_refs(record: dict[str, Any]) -> list[str]:
-    shas = [out[0] for out in record.get("outputs", {}).values()]
-    if record.get("log"):
-        shas.append(record["log"])
-    return shas
 

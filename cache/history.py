@@ -17,6 +17,7 @@ from typing import Any
 import xxhash
 
 from graphbuild.cache.atomic import write_bytes
+from graphbuild.records import RecordError, RunEntry, RunRecord
 
 KEEP = 2
 
@@ -35,27 +36,27 @@ class History:
         data.setdefault("labels", {})
         return data
 
-    def runs(self, label: str) -> list[dict[str, Any]]:
-        """The recorded runs of `label`, oldest first (at most `KEEP`)."""
+    def runs(self, label: str) -> list[RunRecord]:
+        """The recorded runs of `label`, oldest first (at most `KEEP`); a damaged one is left out."""
         data = self._read()
-        return [data["runs"][rid] for rid in data["labels"].get(label, []) if rid in data["runs"]]
+        return [run for rid in data["labels"].get(label, []) if (run := _parse(data["runs"].get(rid)))]
 
     @staticmethod
-    def _last_nodes(data: dict[str, Any], labels: Iterable[str]) -> dict[str, list]:
+    def _last_nodes(data: dict[str, Any], labels: Iterable[str]) -> dict[str, RunEntry]:
         # one run is usually the last of many labels (a run of //...): each is read once
         last = dict.fromkeys(rids[-1] for label in labels if (rids := data["labels"].get(label)))
-        found: dict[str, list] = {}
+        found: dict[str, RunEntry] = {}
         for rid in last:
-            if rid in data["runs"]:
-                found.update(data["runs"][rid]["nodes"])
+            if (run := _parse(data["runs"].get(rid))) is not None:
+                found.update(run.nodes)
         return found
 
-    def last_nodes(self, labels: Iterable[str]) -> dict[str, list]:
+    def last_nodes(self, labels: Iterable[str]) -> dict[str, RunEntry]:
         """node id -> its entry in the last recorded run of any of `labels`."""
         return self._last_nodes(self._read(), labels)
 
-    def record(self, run_id: str, run: dict[str, Any], labels: Iterable[str],
-               before: Callable[[dict[str, list]], None] | None = None) -> None:
+    def record(self, run_id: str, run: RunRecord, labels: Iterable[str],
+               before: Callable[[dict[str, RunEntry]], None] | None = None) -> None:
         """Store one run and make it the latest of each label (under a lock, so concurrent runs
         both land). `before` is first handed the labels' last recorded nodes (`last_nodes`)."""
         labels = list(labels)
@@ -65,9 +66,18 @@ class History:
             data = self._read()
             if before is not None:
                 before(self._last_nodes(data, labels))
-            data["runs"][run_id] = run
+            data["runs"][run_id] = run.to_json()
             for label in labels:
                 data["labels"][label] = [*data["labels"].get(label, []), run_id][-KEEP:]
             referenced = {rid for rids in data["labels"].values() for rid in rids}
             data["runs"] = {rid: r for rid, r in data["runs"].items() if rid in referenced}
             write_bytes(self.path, json.dumps(data, separators=(",", ":")).encode())
+
+
+def _parse(stored: Any) -> RunRecord | None:
+    if stored is None:
+        return None
+    try:
+        return RunRecord.from_json(stored)
+    except RecordError:
+        return None

@@ -21,7 +21,8 @@ def default_cache_dir() -> Path:
 
 
 class CacheDir:
-    """The cache root: `blobs/` (CAS), `actions/` (diskcache), `history/`, `tmp/` (same filesystem)."""
+    """The cache root: `blobs/` (CAS), `actions/` (diskcache), `history/`, `state/` (rule-owned,
+    `graphbuild.cache.state`), `tmp/` (same filesystem)."""
 
     def __init__(self, root: Path):
         self.root = Path(root).absolute()
@@ -50,6 +51,10 @@ class CacheDir:
     @property
     def history(self) -> Path:
         return self.root / "history"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
 
     @property
     def tmp(self) -> Path:

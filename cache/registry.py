@@ -33,7 +33,7 @@ import requests
 from docker.auth import INDEX_NAME, resolve_index_name
 
 from graphbuild.cache import registry_auth as auth
-from graphbuild.cache.oci_media import ACCEPT_MANIFESTS
+from graphbuild.cache.oci_media import ACCEPT_MANIFESTS, INDEX
 
 _CHUNK = 1 << 20
 #: the host serving Docker Hub's registry API (`docker.io` itself serves none): Docker's special case
@@ -313,14 +313,15 @@ class Registry:
     def put_manifest_with_subject(self, repository: str, reference: str, data: bytes, media_type: str) -> bool:
         """Push a manifest that has a `subject`; whether the registry says it indexed it for the
         referrers API (the `OCI-Subject` header of OCI distribution 1.1)."""
-        response = self._check(self._request("PUT", f"{self.base}/v2/{repository}/manifests/{reference}", data=data,
+        response = self._check(self._request("PUT", f"{self.base}/v2/{repository}/manifests/{reference}",
+                                             (push_scope(repository),), data=data,
                                              headers={"Content-Type": media_type}), "pushing the manifest", (201,))
         return bool(response.headers.get("OCI-Subject"))
 
     def find_manifest(self, repository: str, reference: str) -> tuple[bytes, str] | None:
         """A manifest and its media type, or None when the registry has none by that name."""
         response = self._request("GET", f"{self.base}/v2/{repository}/manifests/{reference}",
-                                 headers={"Accept": ACCEPT_MANIFESTS})
+                                 (pull_scope(repository),), headers={"Accept": ACCEPT_MANIFESTS})
         if response.status_code == 404:
             return None
         self._check(response, f"reading manifest {repository}:{reference}", (200,))
@@ -330,7 +331,7 @@ class Registry:
         """The referrers index of a manifest (`GET /v2/<name>/referrers/<digest>`), or None when
         the registry has no referrers API."""
         response = self._request("GET", f"{self.base}/v2/{repository}/referrers/{digest}",
-                                 headers={"Accept": "application/vnd.oci.image.index.v1+json"})
+                                 (pull_scope(repository),), headers={"Accept": INDEX})
         if response.status_code != 200 or "json" not in response.headers.get("Content-Type", ""):
             return None
         return response.content

@@ -28,6 +28,7 @@ import re
 import secrets
 import tempfile
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,9 @@ from graphbuild.cache.blobs import BlobStore
 from graphbuild.cache.oci_media import MANIFEST, canonical_json, sha256_digest
 from graphbuild.cache.registry import Registry, RegistryError
 from graphbuild.cache.signing import SigningKey, TrustedKeys, Untrusted
-from graphbuild.keys import Component, digest, key_of
+from graphbuild.cache.stores import RemoteCacheError
+from graphbuild.keys import Component, key_of
+from graphbuild.records import ActionResult, OtherFormat, RecordError
 
 RECORD_TYPE = "application/vnd.graphbuild.action.v1+json"
 BLOB_TYPE = "application/octet-stream"
@@ -47,10 +50,6 @@ TAG_PREFIX = "gb-"
 #: a copy's header: this, 32 hex digits of nonce, a newline (54 bytes), then the content
 COPY_MAGIC = b"graphbuild blob copy "
 COPY_HEADER_SIZE = len(COPY_MAGIC) + 32 + 1
-
-
-class RemoteCacheError(Exception):
-    """The remote cache is unusable (unreachable, refusing) or an entry failed a check."""
 
 
 @dataclass(frozen=True)
@@ -99,7 +98,7 @@ class RemoteCache:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def lookup(self, key: str) -> dict[str, Any] | None:
+    def lookup(self, key: str) -> ActionResult | None:
         """The record for `key`, its outputs downloaded and verified into the local store (and
         the record stored locally); None when the registry has no entry (or no key is trusted).
         RemoteCacheError, naming the entry, when it has one that must not be used."""
@@ -135,18 +134,21 @@ class RemoteCache:
             hashed = None
         if hashed != key:
             raise RemoteCacheError(f"entry {entry}: its inputs do not hash to its key (poisoned?)")
-        if record.get("status") == "ok" and record.get("output_digest") != _outputs_digest(record):
+        try:
+            result = ActionResult.from_json(record)
+        except OtherFormat:
+            return None  # written by another version of graphbuild: a miss
+        except RecordError as err:
+            raise RemoteCacheError(f"entry {entry} is malformed: {err}") from None
+        if result.ok and not result.digest_matches():
             raise RemoteCacheError(f"entry {entry}: its outputs do not match its output digest (poisoned?)")
-        wanted = _wanted_blobs(record)
-        if wanted is None:
-            raise RemoteCacheError(f"entry {entry} is malformed: bad outputs")
         copies = _copies(layers)
-        for sha, size in wanted:
+        for sha, size in result.blob_refs():
             if not self.blobs.has(sha, size):
                 self._download(sha, size, copies.get(sha, []), entry)
-        self.actions.put(key, record)
+        self.actions.put(key, result)
         self.actions.put_manifest(key, inputs)
-        return record
+        return result
 
     def _fetch_bytes(self, blob: str, entry: str) -> bytes:
         data = b"".join(self.registry.blob_chunks(self.location.repository, blob))
@@ -203,17 +205,14 @@ class RemoteCache:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def store(self, key: str, record: dict[str, Any], inputs: dict[str, list]) -> None:
+    def store(self, key: str, result: ActionResult, inputs: Mapping[str, list]) -> None:
         """Upload a result: its blobs the registry lacks, then the signed record, then the tag."""
         if not self.writable or self.signer is None:
             return
         repo = self.location.repository
         layers = []
         try:
-            shas = [out[0] for out in record.get("outputs", {}).values()]
-            if record.get("log"):
-                shas.append(record["log"])
-            for sha in dict.fromkeys(shas):
+            for sha in dict.fromkeys(sha for sha, _ in result.blob_refs()):
                 path = self.blobs.path(sha)
                 with self._lock:
                     known_bad = sha in self._corrupt
@@ -224,8 +223,9 @@ class RemoteCache:
                 if not self.registry.has_blob(repo, digest):
                     self.registry.upload_blob(repo, digest, path)
                 layers.append({"mediaType": BLOB_TYPE, "digest": digest, "size": path.stat().st_size})
+            record = result.to_json()
             signature = self.signer.sign(key, record, inputs)
-            config = canonical_json({"key": key, "record": record, "inputs": inputs, "signature": signature})
+            config = canonical_json({"key": key, "record": record, "inputs": dict(inputs), "signature": signature})
             config_digest = sha256_digest(config)
             if not self.registry.has_blob(repo, config_digest):
                 self._upload_bytes(config_digest, [config])
@@ -258,20 +258,6 @@ class RemoteCache:
             self.registry.upload_blob(self.location.repository, digest, Path(handle.name))
 
 
-def _wanted_blobs(record: dict[str, Any]) -> list[tuple[str, int | None]] | None:
-    """The blobs a record names (outputs with their sizes, the log), or None when malformed."""
-    try:
-        wanted: list[tuple[str, int | None]] = [(str(out[0]), int(out[1]))
-                                                for out in (record.get("outputs") or {}).values()]
-    except (TypeError, ValueError, IndexError, AttributeError):
-        return None
-    if record.get("log"):
-        wanted.append((str(record["log"]), None))
-    if not all(_is_sha256_digest(f"sha256:{sha}") for sha, _ in wanted):
-        return None
-    return wanted
-
-
 def _is_sha256_digest(text: Any) -> bool:
     return isinstance(text, str) and re.fullmatch(r"sha256:[0-9a-f]{64}", text) is not None
 
@@ -287,11 +273,3 @@ def _copies(layers: list[Any]) -> dict[str, list[str]]:
                 found.setdefault(content.removeprefix("sha256:"), []).append(blob)
     return found
 
-
-def _outputs_digest(record: dict[str, Any]) -> str | None:
-    """What the scheduler records as a result's output digest: its outputs' sha256s and metadata."""
-    try:
-        return digest({"outputs": {name: out[0] for name, out in record["outputs"].items()},
-                       "metadata": record["metadata"]})
-    except (KeyError, TypeError, AttributeError, IndexError):
-        return None

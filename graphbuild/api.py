@@ -1,5 +1,9 @@
 """The public API for rule authors: everything a rule uses, built-in or in a workspace plugin.
 
+Rules import nothing else of graphbuild (an import-linter contract checks it): `media` are the
+OCI media types and canonical JSON, `Registry`/`RegistryError` the OCI registry client,
+`write_atomic(path, data)` replaces a file so that a reader sees the old or the new bytes.
+
 A plugin (a Python file named in graphbuild.toml, `[plugins] rules = [...]`) imports from
 here, and may use the built-in rules' helpers `run_command` and `staged_sources` from
 `graphbuild.rules`.
@@ -19,6 +23,9 @@ from graphbuild.verbs import Report, Verb, VerbContext
 
 if TYPE_CHECKING:
     from graphbuild.analysis.context import NodeHandle, RuleContext
+    from graphbuild.cache import oci_media as media
+    from graphbuild.cache.atomic import write_bytes as write_atomic
+    from graphbuild.cache.registry import Registry, RegistryError
     from graphbuild.execution.context import ExecContext
     from graphbuild.execution.events import NodeOutcome as Outcome
     from graphbuild.execution.processes import run_process
@@ -29,6 +36,7 @@ if TYPE_CHECKING:
         DefaultInfo,
         Field,
         LabelAttr,
+        LazyRule,
         OutputPaths,
         Provider,
         RelativeDir,
@@ -46,15 +54,18 @@ _LAZY = {
     **dict.fromkeys(("ActionFailed", "Executor", "FileRef", "Located", "Node", "OutputRef", "executor"),
                     "graphbuild.nodes"),
     **dict.fromkeys(("Attrs", "DefaultInfo", "Field", "LabelAttr", "OutputPaths", "Provider", "RelativeDir",
-                     "RelativePath", "RuleDef", "Source", "WorkspacePath", "rule"), "graphbuild.rule"),
+                     "RelativePath", "RuleDef", "Source", "WorkspacePath", "rule", "LazyRule"), "graphbuild.rule"),
+    # the registry client brings an HTTP stack a build that pushes nothing does not need
+    "Registry": "graphbuild.cache.registry", "RegistryError": "graphbuild.cache.registry",
+    "media": "graphbuild.cache.oci_media:", "write_atomic": "graphbuild.cache.atomic:write_bytes",
 }
 
 __all__ = [
     "ActionFailed", "Attrs", "DefaultInfo", "ExecContext", "Executor", "Field", "FileRef", "Label",
-    "LabelAttr", "Located", "Location", "Node", "NodeHandle", "OutputPaths", "OutputRef", "Outcome", "Provider",
-    "RelativeDir", "RelativePath", "Report", "RuleContext", "RuleDef", "Source", "SpecError", "StaleLock",
-    "UsageError",
-    "Verb", "VerbContext", "WorkspacePath", "executor", "rule", "run_is_alive", "run_process",
+    "LabelAttr", "LazyRule", "Located", "Location", "Node", "NodeHandle", "OutputPaths", "OutputRef", "Outcome",
+    "Provider", "Registry", "RegistryError", "RelativeDir", "RelativePath", "Report", "RuleContext", "RuleDef",
+    "Source", "SpecError", "StaleLock", "UsageError", "Verb", "VerbContext", "WorkspacePath", "executor", "media",
+    "rule", "run_is_alive", "run_process", "write_atomic",
 ]
 
 
@@ -62,8 +73,9 @@ def __getattr__(name: str) -> Any:
     where = _LAZY.get(name)
     if where is None:
         raise AttributeError(f"module 'graphbuild.api' has no attribute {name!r}")
-    module, _, attr = where.partition(":")
-    value = getattr(importlib.import_module(module), attr or name)
+    module, colon, attr = where.partition(":")
+    imported = importlib.import_module(module)
+    value = imported if colon and not attr else getattr(imported, attr or name)  # "module:": the module itself
     globals()[name] = value
     return value
 

@@ -12,7 +12,7 @@ bool, None, lists, dicts with str keys) or references:
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -132,21 +132,59 @@ class Node:
     locations: Mapping[str, Location] = field(default_factory=lambda: MappingProxyType({}), compare=False)
     unkeyed: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), compare=False)
     description: str = field(default="", compare=False)
+    #: outputs that are JUnit XML test reports (`--junit-dir` collects them for CI)
+    reports: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def cacheable(self) -> bool:
         return self.executor.cacheable
 
 
-def iter_refs(value: Any):
-    """Yield every FileRef/OutputRef inside an input value."""
-    if isinstance(value, FileRef | OutputRef):
-        yield value
-    elif isinstance(value, Located):
-        yield from iter_refs(value.value)
-    elif isinstance(value, list | tuple):
+# -- the one walk over values ----------------------------------------------------------------------
+# Node inputs and rule attributes are trees of the same shapes: lists and tuples, mappings,
+# `Located` wrappers and (in attributes) pydantic models, around leaves (plain data, labels,
+# references). `rebuild` and `leaves` are the only code that knows those shapes.
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _model_fields(value: Any) -> Any:
+    """The field names of a pydantic model (duck-typed: this module does not import pydantic)."""
+    return getattr(type(value), "model_fields", None) if not isinstance(value, _SCALARS) else None
+
+
+def rebuild(value: Any, leaf: Callable[[Any], Any]) -> Any:
+    """`value` as plain data: `Located` unwrapped, lists and tuples as lists, mappings as dicts
+    with str keys, pydantic models as dicts of their fields; each other value becomes `leaf(value)`."""
+    if isinstance(value, list | tuple):
+        return [rebuild(item, leaf) for item in value]
+    if isinstance(value, Mapping):
+        return {str(k): rebuild(item, leaf) for k, item in value.items()}
+    if isinstance(value, Located):
+        return rebuild(value.value, leaf)
+    fields = _model_fields(value)
+    if fields is not None:
+        return {name: rebuild(getattr(value, name), leaf) for name in fields}
+    return leaf(value)
+
+
+def leaves(value: Any) -> Iterator[Any]:
+    """Every leaf of `value` (what `rebuild` hands to `leaf`), in order."""
+    if isinstance(value, list | tuple):
         for item in value:
-            yield from iter_refs(item)
+            yield from leaves(item)
     elif isinstance(value, Mapping):
         for item in value.values():
-            yield from iter_refs(item)
+            yield from leaves(item)
+    elif isinstance(value, Located):
+        yield from leaves(value.value)
+    elif (fields := _model_fields(value)) is not None:
+        for name in fields:
+            yield from leaves(getattr(value, name))
+    else:
+        yield value
+
+
+def iter_refs(value: Any) -> Iterator[FileRef | OutputRef]:
+    """Every FileRef/OutputRef inside an input value."""
+    return (leaf for leaf in leaves(value) if isinstance(leaf, FileRef | OutputRef))

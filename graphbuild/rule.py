@@ -25,6 +25,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
 from graphbuild.labels import GRAMMAR_HINT, Label, LabelError, target_name_problem
+from graphbuild.nodes import leaves
 
 __all__ = [
     "Attrs",
@@ -178,17 +179,7 @@ class Attrs(BaseModel):
 
 
 def _walk_labels(value: Any) -> Iterator[Label]:
-    if isinstance(value, Label):
-        yield value
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _walk_labels(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _walk_labels(item)
-    elif isinstance(value, BaseModel):
-        for attr in type(value).model_fields:
-            yield from _walk_labels(getattr(value, attr))
+    return (leaf for leaf in leaves(value) if isinstance(leaf, Label))
 
 
 class Provider(BaseModel):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from graphbuild.rule import LazyRule, RuleDef
+    from graphbuild.api import LazyRule, RuleDef
     from graphbuild.rules.command import run_command, staged_sources
 
     BUILTIN_RULES: dict[str, RuleDef | LazyRule]
@@ -29,7 +29,7 @@ __all__ = ["BUILTIN_RULES", "run_command", "staged_sources"]
 
 
 def _builtin_rules() -> dict[str, Any]:
-    from graphbuild.rule import LazyRule
+    from graphbuild.api import LazyRule
     from graphbuild.rules.command_test import command_test
     from graphbuild.rules.filegroup import filegroup
     from graphbuild.rules.genrule import genrule

@@ -16,8 +16,46 @@ from typing import Any
 
 import pytest
 from docker_env import ServicesUnavailable, start_services
+from hypothesis import settings as hypothesis_settings
 
 from graphbuild.cli.main import main
+
+# -- the fast subset ------------------------------------------------------------------------------
+# `-m "not docker and not network"` (no Docker) is what engineers run after each change: it
+# must take under a minute. There, property tests try FAST_EXAMPLES examples, repeated trials
+# run once, and tests marked `slow` are left out; the whole suite (no -m) runs them in full.
+
+FAST_EXAMPLES = 20
+hypothesis_settings.register_profile("fast", max_examples=FAST_EXAMPLES)
+hypothesis_settings.register_profile("full")
+_fast = False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _fast
+    markexpr = config.getoption("markexpr", "") or ""
+    _fast = "not docker" in markexpr and "slow" not in markexpr
+    if config.getoption("--hypothesis-profile", None) is None:  # hypothesis' own option wins
+        hypothesis_settings.load_profile("fast" if _fast else "full")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not _fast:
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+
+
+def examples(full: int) -> int:
+    """How many examples a property test tries: `full` in the whole suite, fewer in the fast subset."""
+    return min(full, FAST_EXAMPLES) if _fast else full
+
+
+def trials(full: int) -> int:
+    """How many times a randomised trial (two processes at once...) repeats: once in the fast subset."""
+    return 1 if _fast else full
 
 
 @dataclass

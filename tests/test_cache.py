@@ -9,6 +9,8 @@ import os
 import shutil
 from pathlib import Path
 
+from conftest import trials
+
 from graphbuild.cache.layout import default_cache_dir
 from graphbuild.cli.main import main
 
@@ -66,7 +68,7 @@ def test_two_builds_at_once_write_the_same_files_of_graphbuild_out(ws):
         for n in names
     ) + "\n")
     assert ws.gb("build", "//...", "--json").exit_code == 0
-    for _ in range(3):
+    for _ in range(trials(3)):
         shutil.rmtree(ws.root / "graphbuild-out")
         procs = [ws.gb_process("build", "//...", "-q") for _ in range(2)]
         for proc in procs:

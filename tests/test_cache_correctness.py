@@ -333,14 +333,18 @@ def _nothing(ex: Example) -> None:
     pass
 
 
-LIBRARY_CHANGED = {TEXTSTATS_WHEEL, *ids("*#lib.textstats", *IMAGES, "*#test.textstats", "*#test.featurize")}
+# a layer's compressed blob follows its tar; the SBOM follows what is installed
+LIBRARY_CHANGED = {TEXTSTATS_WHEEL, *ids("*#lib.textstats", "*#compress.lib.textstats", "*#sbom", *IMAGES,
+                                         "*#test.textstats", "*#test.featurize")}
 
 MUTATIONS = [
     _m("comment and blank lines", _comments, set()),
     _m("requirement reorder", _reorder, set()),
-    _m("a requirement of a top layer", _top_layer_requirement, ids("ml*#layer.mlstack", "ml*#image", "ml*#image.test"),
+    _m("a requirement of a top layer", _top_layer_requirement,
+       ids("ml*#layer.mlstack", "ml*#compress.layer.mlstack", "ml*#sbom", "ml*#image", "ml*#image.test"),
        args=("--relock",), why=("//envs:ml#layer.mlstack", "tomli")),
-    _m("a requirement of the shared core", _core_requirement, ids("*#layer.core", *IMAGES), args=("--relock",),
+    _m("a requirement of the shared core", _core_requirement,
+       ids("*#layer.core", "*#compress.layer.core", "*#sbom", *IMAGES), args=("--relock",),
        why=("//envs:dev#layer.core", "tomli")),
     _m("env of one environment", _env, ids("prod#image", "prod#image.test", "prod#test.textstats",
                                            "prod#test.featurize"),
@@ -359,10 +363,12 @@ MUTATIONS = [
        why=(TEXTSTATS_WHEEL, "executable")),
     _m("mtime-only touches", _touch, set()),
     _m("the base tarball", _base_tarball,
-       {"//envs:debian#import", *ids(*IMAGES, "*#test.textstats", "*#test.featurize", "research#test.research_tools")},
+       {"//envs:debian#import", *ids(*IMAGES, "*#compress.base", "*#test.textstats", "*#test.featurize",
+                                     "research#test.research_tools")},
        why=("//envs:prod#test.textstats", "sha256")),
     _m("a git branch advanced, then locked", _git_branch,
-       ids("research#git.research_tools", "research#lib.research_tools", "research#image", "research#image.test",
+       ids("research#git.research_tools", "research#lib.research_tools", "research#compress.lib.research_tools",
+           "research#sbom", "research#image", "research#image.test",
            "research#test.research_tools"),
        why=("//envs:research#git.research_tools", "branch main at")),
     _m("a workspace rule's version", _rule_version, {f"{STAMPS}#sums", f"{STAMPS}#sign"},

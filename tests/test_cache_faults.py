@@ -17,6 +17,7 @@ import pytest
 
 from graphbuild.cache.actions import ActionCache
 from graphbuild.cache.runs import Run, run_is_alive
+from graphbuild.records import ActionResult, Status
 
 # -- helpers ---------------------------------------------------------------------------------
 
@@ -68,7 +69,7 @@ def _processes_with_commands() -> dict[int, tuple[int, str, str]]:
 # -- two runs at once --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("runs", [2, 4])
+@pytest.mark.parametrize("runs", [2, pytest.param(4, marks=pytest.mark.slow)])
 def test_concurrent_runs_on_one_cache_run_each_node_once_in_all(ws, tmp_path, runs):
     side = tmp_path / "ran.txt"
     names = _slow_workspace(ws, side)
@@ -168,8 +169,9 @@ def test_damage_found_while_running_is_repaired_in_the_same_run(ws, tmp_path):
     _damage(ws.cache / "actions" / "cache.db", "garbage")
     assert cache.get("0" * 32) is None  # the read fails, the file is replaced, the read retried
     assert len(warned) == 1 and "cache.db" in warned[0]
-    cache.put("k", {"status": "ok", "outputs": {}, "metadata": {}})
-    assert cache.get("k") == {"status": "ok", "outputs": {}, "metadata": {}}
+    result = ActionResult.create(Status.OK, "//pkg:k#gen")
+    cache.put("k", result)
+    assert cache.get("k") == result
     cache.close()
 
 
@@ -177,12 +179,32 @@ def test_a_record_of_the_wrong_shape_is_dropped_not_trusted(ws):
     first = _chain(ws)
     key = next(n["key"] for n in first["nodes"] if n["id"] == "//pkg:base#gen")
     cache = ActionCache(ws.cache / "actions")
-    cache._cache.set("r:" + key, {"status": "ok", "outputs": {"base.txt": ["short", 1, False]}, "metadata": {}})
+    stored = cache.get(key)
+    assert stored is not None
+    cache._cache.set("r:" + key, {**stored.to_json(), "outputs": {"base.txt": ["short", 1, False]}})
     cache.close()
     again = ws.gb("build", "//pkg:base", "--json")
     assert again.exit_code == 0, again.stderr
     assert again.statuses() == {"//pkg:base#gen": "ran"}
     assert key in again.stderr and "not a result record" in again.stderr
+
+
+def test_a_record_of_an_older_format_is_a_quiet_miss(ws):
+    """What an older graphbuild stored (the same key, another record layout) runs again,
+    without a warning per node: upgrading is not damage."""
+    first = _chain(ws)
+    key = next(n["key"] for n in first["nodes"] if n["id"] == "//pkg:base#gen")
+    cache = ActionCache(ws.cache / "actions")
+    stored = cache.get(key)
+    assert stored is not None
+    older = {k: v for k, v in stored.to_json().items() if k not in ("format", "summary")}
+    cache._cache.set("r:" + key, older)
+    cache.close()
+    again = ws.gb("build", "//pkg:base", "--json")
+    assert again.exit_code == 0, again.stderr
+    assert again.statuses() == {"//pkg:base#gen": "ran"}
+    assert "warning" not in again.stderr
+    assert ws.gb("build", "//pkg:base", "--json").statuses() == {"//pkg:base#gen": "cached"}
 
 
 # -- a corrupt blob read by several nodes at once ------------------------------------------------
@@ -280,7 +302,8 @@ def _kill_workspace(ws) -> None:
     ws.write("pkg/BUILD.envs", "\n".join(rules) + "\n")
 
 
-@pytest.mark.parametrize(("seed", "watchdog_too"), [(1, False), (2, False), (3, True)])
+@pytest.mark.parametrize(("seed", "watchdog_too"), [
+    (3, True), pytest.param(1, False, marks=pytest.mark.slow), pytest.param(2, False, marks=pytest.mark.slow)])
 def test_sigkill_at_a_random_point_of_a_cold_run_leaves_nothing_and_loses_nothing(ws, tmp_path, seed, watchdog_too):
     """`watchdog_too`: the run's watchdog is killed first, so what the run left is found by
     the next run's sweep alone."""

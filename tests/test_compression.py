@@ -278,7 +278,8 @@ def test_with_a_referrers_api_the_sbom_is_pushed_without_a_fallback_tag(tmp_path
         sbom.write_bytes(b"{}\n")
         scratch = tmp_path / "scratch"
         scratch.mkdir()
-        ctx = types.SimpleNamespace(scratch=scratch, blob_root=None)
+        ctx = types.SimpleNamespace(scratch=scratch, blob_root=None,
+                                    state_dir=lambda name: (tmp_path / "state" / name))
         counts = _Counts()
         result = _push_sbom(ctx, Registry(host), Reference(host, "team/app"), sbom, image, counts)  # type: ignore[arg-type]
         assert result["referrers"] == "api"

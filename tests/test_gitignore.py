@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from conftest import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -100,7 +101,7 @@ def write_generated(root: Path, files: list[str], rules: dict[str, list[str]], d
         (root / directory / ".gitignore").write_text("\n".join(lines) + "\n")
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(trees())
 def test_library_files_are_what_git_ls_files_lists(tree):
     files, rules = tree
@@ -113,7 +114,7 @@ def test_library_files_are_what_git_ls_files_lists(tree):
         shutil.rmtree(root)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(trees())
 def test_each_path_is_ignored_exactly_when_git_check_ignore_says_so(tree):
     files, rules = tree

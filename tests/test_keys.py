@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
+from conftest import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -104,19 +105,19 @@ VALUES = st.recursive(
 )
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(VALUES)
 def test_every_value_decodes_back_from_its_encoding(value):
     assert same(decode(canonical(value)), value)
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(VALUES, VALUES)
 def test_distinct_values_give_distinct_bytes(a, b):
     assert (canonical(a) == canonical(b)) == same(a, b)
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(st.lists(_TEXT, max_size=8))
 def test_the_list_of_strings_fast_path_writes_what_the_general_encoder_writes(items):
     parts: list[bytes] = []
@@ -126,7 +127,7 @@ def test_the_list_of_strings_fast_path_writes_what_the_general_encoder_writes(it
     assert canonical(items) != canonical([*items, None])
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(st.dictionaries(_KEYS, _SCALARS, max_size=6), st.randoms())
 def test_a_dict_encodes_the_same_whatever_its_insertion_order(mapping, rnd):
     entries = list(mapping.items())

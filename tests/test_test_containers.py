@@ -146,7 +146,7 @@ def test_the_librarys_pytest_configuration_and_conftest_are_honoured_and_skips_a
     assert test["status"] == "ran"
     meta = test["metadata"]
     assert (meta["passed"], meta["skipped"], meta["failures"], meta["errors"]) == (2, 1, 0, 0)
-    assert meta["summary"].startswith("2 passed, 1 skipped (in //envs:a)")
+    assert test["summary"].startswith("2 passed, 1 skipped (in //envs:a)")
 
 
 @engine

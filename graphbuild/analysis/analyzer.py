@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import networkx as nx
 
 from graphbuild.analysis.context import RuleContext, _TargetKind
-from graphbuild.errors import GraphbuildError, Location, SpecError, raise_collected
+from graphbuild.errors import GraphbuildError, SpecError, raise_collected
 from graphbuild.labels import Label
+from graphbuild.loading.closure import load_closure
 from graphbuild.loading.loader import Loader, Target
 from graphbuild.nodes import LOCK_PHASE, PHASES, Node, OutputRef
 from graphbuild.rule import DefaultInfo, Provider
@@ -56,7 +57,7 @@ class Analyzer:
         self.real_dirs: dict[str, str] = {}
 
     def analyze(self, requested: list[Label]) -> Analysis:
-        targets, graph = self.load_closure(requested)
+        targets, graph = load_closure(self.loader, requested)
         # loading order is deterministic, so is networkx's order over it
         order = list(reversed(list(nx.topological_sort(graph))))
         analysis = Analysis(requested, targets, graph, {}, nx.DiGraph(), {})
@@ -85,30 +86,6 @@ class Analyzer:
             cycle = nx.find_cycle(analysis.action_graph)
             raise SpecError("action cycle: " + " -> ".join(a for a, _ in cycle) + f" -> {cycle[0][0]}")
         return analysis
-
-    def load_closure(self, requested: list[Label]) -> tuple[dict[Label, Target], nx.DiGraph]:
-        graph = nx.DiGraph()
-        targets: dict[Label, Target] = {}
-        stack: list[tuple[Label, Location | None]] = [(lab, None) for lab in reversed(requested)]
-        errors: list[GraphbuildError] = []
-        while stack:
-            label, referenced_at = stack.pop()
-            if label in targets:
-                continue
-            try:
-                target = self.loader.target(label, referenced_at=referenced_at)
-            except GraphbuildError as err:
-                errors.append(err)
-                continue
-            targets[label] = target
-            graph.add_node(str(label), kind=target.rule.name)
-            for attr, dep in target.attrs.labels():
-                where = target.attr_location(attr)
-                graph.add_edge(str(label), str(dep), attr=attr, location=str(where))
-                stack.append((dep, where))
-        raise_collected(errors)
-        _check_cycles(graph)
-        return targets, graph
 
     def _analyze_target(self, target: Target, analysis: Analysis) -> None:
         ctx = RuleContext(target, analysis.providers, self.loader.workspace.root, self.digest_file,
@@ -161,26 +138,6 @@ def _as_list(returned: object) -> list:
 
 def _label(text: str) -> Label:
     return Label.parse(text)
-
-
-def _check_cycles(graph: nx.DiGraph) -> None:
-    if nx.is_directed_acyclic_graph(graph):  # fast; find_cycle is only worth it when there is one
-        return
-    try:
-        cycle = nx.find_cycle(graph)
-    except nx.NetworkXNoCycle:
-        return
-    lines = []
-    for src, dst in cycle:
-        data: Mapping = graph.edges[src, dst]
-        lines.append(f"  {src} -> {dst}    ({data['location']}, attribute '{data['attr']}')")
-    path = " -> ".join([*(src for src, _ in cycle), cycle[0][0]])
-    first = graph.edges[cycle[0]]
-    raise SpecError(
-        f"dependency cycle: {path}\n" + "\n".join(lines),
-        location=Location(*_split_location(first["location"])),
-        hint="a target cannot depend on itself, even indirectly: remove one of these dependencies",
-    )
 
 
 def _split_location(text: str) -> tuple[str, int]:

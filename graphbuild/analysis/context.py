@@ -11,11 +11,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from pydantic import BaseModel
-
 from graphbuild.errors import Location, SpecError, did_you_mean
 from graphbuild.labels import Label
-from graphbuild.nodes import LOCK_PHASE, PHASES, Executor, FileRef, Located, Node, OutputRef, iter_refs
+from graphbuild.nodes import LOCK_PHASE, PHASES, Executor, FileRef, Located, Node, OutputRef, iter_refs, rebuild
 from graphbuild.rule import Attrs, DefaultInfo, Provider
 
 if TYPE_CHECKING:
@@ -39,15 +37,11 @@ class NodeHandle:
 
 def plain(value: Any) -> Any:
     """Attribute values as JSON data (labels as strings), for keys and display."""
-    if isinstance(value, Label):
-        return str(value)
-    if isinstance(value, BaseModel):
-        return {k: plain(getattr(value, k)) for k in type(value).model_fields}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    return value
+    return rebuild(value, _label_as_text)
+
+
+def _label_as_text(value: Any) -> Any:
+    return str(value) if isinstance(value, Label) else value
 
 
 class RuleContext:
@@ -194,15 +188,19 @@ class RuleContext:
     def action(self, name: str, *, executor: Executor, inputs: Mapping[str, Any] | None = None,
                outputs: Sequence[str] = (), attrs: Sequence[str] = (), after: Sequence[NodeHandle] = (),
                phase: str = "build", kind: str | None = None, description: str = "",
-               unkeyed: Mapping[str, Any] | None = None, waits_for: Sequence[NodeHandle] = ()) -> NodeHandle:
+               unkeyed: Mapping[str, Any] | None = None, waits_for: Sequence[NodeHandle] = (),
+               reports: Sequence[str] = ()) -> NodeHandle:
         """Declare a node. Its key will hash `inputs`, the listed `attrs` (with their lines),
         the digests of every output it references and of the nodes it runs `after`.
 
         `unkeyed` values reach the executor but not the key: only for what cannot change the
         result (where it runs). Outputs they reference still run first, and so do `waits_for`
-        nodes (ordering only: their results are not part of the key)."""
+        nodes (ordering only: their results are not part of the key). `reports` names the
+        outputs that are JUnit XML test reports (`--junit-dir` collects them)."""
         node_id = f"{self.label}#{name}"
         self._check_outputs(name, outputs)
+        if not_declared := [r for r in reports if r not in outputs]:
+            raise self.error(f"node '{name}': report {not_declared[0]!r} is not one of its outputs")
         if any(n.id == node_id for n in self.nodes):
             raise self.error(f"declares two nodes named '{name}'")
         if phase not in (*PHASES, LOCK_PHASE):
@@ -231,6 +229,7 @@ class RuleContext:
             locations=MappingProxyType(locations),
             unkeyed=MappingProxyType(dict(unkeyed or {})),
             description=description or f"{name} {self.label}",
+            reports=tuple(reports),
         )
         self.nodes.append(node)
         return NodeHandle(node_id, node.outputs)

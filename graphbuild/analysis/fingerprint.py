@@ -9,7 +9,7 @@ tells which nodes (and so which targets) a change can affect, without building e
 from __future__ import annotations
 
 from graphbuild.analysis.analyzer import Analysis
-from graphbuild.execution.keying import node_manifest
+from graphbuild.keying import node_manifest
 from graphbuild.keys import key_of
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from graphbuild.cache import state as cache_state
+from graphbuild.cache.atomic import write_bytes
 from graphbuild.execution.processes import run_process
-from graphbuild.nodes import LOCK_PHASE, ActionFailed, FileRef, Located, Node, OutputRef
+from graphbuild.nodes import LOCK_PHASE, ActionFailed, FileRef, Node, OutputRef, rebuild
 
 if TYPE_CHECKING:
     from graphbuild.cache.runs import Run
@@ -18,8 +20,10 @@ if TYPE_CHECKING:
 class ExecContext:
     def __init__(self, node: Node, workspace_root: Path, workdir: Path,
                  resolve_output: Callable[[OutputRef], Path], *, blob_root: Path | None = None,
-                 options: Mapping[str, Any] | None = None, run: Run | None = None):
+                 options: Mapping[str, Any] | None = None, run: Run | None = None,
+                 state_root: Path | None = None):
         self.node = node
+        self._state_root = state_root
         self._run = run
         #: What the command line asked of executors beyond the inputs (`lock --upgrade`); only
         #: non-cacheable executors may let it change their result.
@@ -34,22 +38,20 @@ class ExecContext:
         self.scratch.mkdir()
         self._resolve_output = resolve_output
         self._log: list[str] = []
+        self._summary = ""
         self.inputs: Mapping[str, Any] = {k: self._resolve(v) for k, v in node.inputs.items()}
         #: Values that tell the executor where or how to run but cannot change its result
         #: (the image a test runs in, for instance); they are not part of the key.
         self.unkeyed: Mapping[str, Any] = {k: self._resolve(v) for k, v in node.unkeyed.items()}
 
     def _resolve(self, value: Any) -> Any:
-        if isinstance(value, Located):
-            return self._resolve(value.value)
+        return rebuild(value, self._resolve_leaf)
+
+    def _resolve_leaf(self, value: Any) -> Any:
         if isinstance(value, FileRef):
             return self.workspace_root / value.path
         if isinstance(value, OutputRef):
             return self._resolve_output(value)
-        if isinstance(value, list | tuple):
-            return [self._resolve(v) for v in value]
-        if isinstance(value, Mapping):
-            return {k: self._resolve(v) for k, v in value.items()}
         return value
 
     def path(self, name: str) -> Path:
@@ -74,10 +76,25 @@ class ExecContext:
         if name.startswith("/") or ".." in name.split("/"):
             raise ActionFailed(f"{self.node.id}: {name!r} is outside its package")
         dest = self.workspace_root / self.node.label.package / name
-        tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
-        tmp.write_bytes(data)
-        os.replace(tmp, dest)
+        write_bytes(dest, data)
         return dest
+
+    def state_dir(self, name: str) -> Path:
+        """A directory the rule owns in the cache, kept across runs and shared by every node and
+        process (lock what several may write at once): for what is neither input nor output,
+        such as where pushed blobs already are. `graphbuild clean` deletes it."""
+        return cache_state.state_dir(self._state_root_or_fail(), name)
+
+    def state_entry(self, name: str, entry: str, *, blobs: Iterable[str]) -> Path:
+        """`state_dir(name)/entry/`, for what refers to blobs of the store (an OCI layout
+        linking them): `blobs` (sha256s) are recorded with it, and `graphbuild cache gc`
+        deletes the entry when it deletes one of them."""
+        return cache_state.state_entry(self._state_root_or_fail(), name, entry, blobs)
+
+    def _state_root_or_fail(self) -> Path:
+        if self._state_root is None:
+            raise ActionFailed(f"{self.node.id}: no state directory in this run (no cache)")
+        return self._state_root
 
     @property
     def run_id(self) -> str:
@@ -95,6 +112,15 @@ class ExecContext:
         if self._run is None:
             return True
         return self._run.alive(run_id)
+
+    def summarize(self, text: str) -> None:
+        """One line on what the node did ("pushed ..."), shown beside it; not part of what its
+        dependents key on (metadata is)."""
+        self._summary = " ".join(str(text).split())
+
+    @property
+    def summary_text(self) -> str:
+        return self._summary
 
     def log(self, text: str) -> None:
         if text:

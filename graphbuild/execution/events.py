@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from graphbuild.nodes import Node
+from graphbuild.records import OutputBlob
 
 STATUSES = ("ran", "cached", "failed", "skipped")
 
@@ -16,8 +18,9 @@ class NodeOutcome:
     status: str  # one of STATUSES
     key: str | None = None
     duration: float = 0.0
-    outputs: dict[str, list] = field(default_factory=dict)  # name -> [sha256, size, executable]
-    metadata: dict[str, Any] = field(default_factory=dict)
+    outputs: Mapping[str, OutputBlob] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    summary: str = ""  # what the node did, in its own words (a push...)
     output_digest: str | None = None
     message: str = ""
     log_tail: str = ""
@@ -26,6 +29,8 @@ class NodeOutcome:
     bad_input: bool = False  # the failure is the spec's fault: exit 2
     source: str | None = None  # for a cached result: "local" or "remote" (the shared cache)
     location: str | None = None
+    #: a failure because an input blob (sha256) was found corrupt: the scheduler repairs it
+    corrupt_blob: str | None = None
 
     @property
     def ok(self) -> bool:

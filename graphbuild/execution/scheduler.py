@@ -19,18 +19,18 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from graphbuild.cache.actions import ActionCache
 from graphbuild.cache.blobs import BlobStore, CorruptBlob
 from graphbuild.cache.locks import KeyLocks, Stopped
+from graphbuild.cache.stores import ActionStore, RemoteCache, RemoteCacheError
 from graphbuild.execution import processes
 from graphbuild.execution.context import ExecContext
 from graphbuild.execution.events import NodeOutcome, Reporter
-from graphbuild.execution.keying import node_manifest
-from graphbuild.keys import Manifest, digest, key_of
+from graphbuild.keying import node_manifest
+from graphbuild.keys import Manifest, key_of
 from graphbuild.nodes import ActionFailed, Node, OutputRef
+from graphbuild.records import ActionResult, OutputBlob, Status
 
-if TYPE_CHECKING:  # the remote cache (and its HTTP client) is imported only when one is configured
-    from graphbuild.cache.remote import RemoteCache
+if TYPE_CHECKING:
     from graphbuild.cache.runs import Run
 
 _LOG_TAIL_LINES = 30
@@ -39,16 +39,18 @@ _MAX_REPAIRS = 3
 
 
 class Scheduler:
-    def __init__(self, *, actions: ActionCache, blobs: BlobStore, workspace_root: Path, tmp_dir: Path,
+    def __init__(self, *, actions: ActionStore, blobs: BlobStore, workspace_root: Path, tmp_dir: Path,
                  reporter: Reporter, jobs: int, remote: RemoteCache | None = None,
-                 options: Mapping[str, Any] | None = None, run: Run | None = None):
+                 options: Mapping[str, Any] | None = None, run: Run | None = None, phase: str = "",
+                 state_dir: Path | None = None):
         self.actions = actions
         self.blobs = blobs
         self.root = workspace_root
         self.tmp_dir = tmp_dir
         self.reporter = reporter
         self.jobs = max(1, jobs)
-        self.manifests: dict[str, Manifest] = {}
+        self.phase = phase
+        self.state_dir = state_dir  # rule-owned state (`ExecContext.state_dir`)
         self.remote = remote
         self.options = dict(options or {})
         #: this process's run: its scratch directories, the child processes it started
@@ -63,7 +65,7 @@ class Scheduler:
         people look for them): a corrupt blob it meets is repaired like one a node meets.
         """
         walk = _Walk(self, nodes, order, set(force))
-        self.reporter.run_started(len(order), "")
+        self.reporter.run_started(len(order), self.phase)
         if (self.tmp_dir / "trash").is_dir():
             _sweeper.wake(self.tmp_dir / "trash")  # what an earlier process left
         with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="graphbuild") as pool:
@@ -93,8 +95,8 @@ class Scheduler:
         record = self.actions.get(key)
         if record is None:
             return None
-        if record["status"] == "ok":
-            for sha, size, _ in record["outputs"].values():
+        if record.ok:
+            for sha, size, _ in record.outputs.values():
                 stored = self.blobs.size(sha)
                 if stored is None:
                     return None  # an output blob went missing (gc, disk cleanup): rebuild
@@ -124,8 +126,6 @@ class Scheduler:
                         found.detail = "stored by another graphbuild process while this one waited"
                         return found
                     if self.remote is not None:
-                        from graphbuild.cache.remote import RemoteCacheError
-
                         try:
                             record = self.remote.lookup(key)
                         except RemoteCacheError as err:
@@ -150,11 +150,11 @@ class Scheduler:
 
         try:
             ctx = ExecContext(node, self.root, workdir, resolve_output, blob_root=self.blobs.root,
-                              options=self.options, run=self.run_state)
+                              options=self.options, run=self.run_state, state_root=self.state_dir)
             metadata = dict(node.executor.fn(ctx) or {})
             outputs = self._collect_outputs(node, ctx)
         except CorruptBlob as err:
-            return NodeOutcome(node.id, "failed", key=key, metadata={"_corrupt": err.digest},
+            return NodeOutcome(node.id, "failed", key=key, corrupt_blob=err.digest,
                                message=str(err), duration=time.monotonic() - started)
         except ActionFailed as err:
             log = (ctx.log_text if ctx else "") + (err.details or "")
@@ -171,9 +171,10 @@ class Scheduler:
                                duration=time.monotonic() - started)
         finally:
             self._discard(workdir)
-        outcome = NodeOutcome(node.id, "ran", key=key, outputs=outputs, metadata=metadata,
-                              output_digest=digest({"outputs": {k: v[0] for k, v in outputs.items()},
-                                                    "metadata": metadata}),
+        result = ActionResult.create(Status.OK, node.id, outputs=outputs, metadata=metadata,
+                                     summary=ctx.summary_text)
+        outcome = NodeOutcome(node.id, "ran", key=key, outputs=result.outputs, metadata=result.metadata,
+                              summary=result.summary, output_digest=result.output_digest(),
                               duration=time.monotonic() - started)
         if node.cacheable:
             self._record(key, node, manifest, outcome, ctx.log_text)
@@ -192,34 +193,25 @@ class Scheduler:
             return
         _sweeper.wake(trash)
 
-    def _collect_outputs(self, node: Node, ctx: ExecContext) -> dict[str, list]:
-        outputs: dict[str, list] = {}
+    def _collect_outputs(self, node: Node, ctx: ExecContext) -> dict[str, OutputBlob]:
+        outputs: dict[str, OutputBlob] = {}
         for name in node.outputs:
             path = ctx.out_dir / name
             if not path.is_file():
                 raise ActionFailed(f"did not produce its declared output '{name}'", details=ctx.log_text)
             executable = bool(path.stat().st_mode & 0o111)
             sha, size = self.blobs.put_file(path, move=True)
-            outputs[name] = [sha, size, executable]
+            outputs[name] = OutputBlob(sha, size, executable)
         return outputs
 
     def _record(self, key: str, node: Node, manifest: Manifest, outcome: NodeOutcome, log: str) -> None:
-        record: dict[str, Any] = {
-            "status": "ok" if outcome.status == "ran" else "failed",
-            "node": node.id,
-            "outputs": outcome.outputs,
-            "metadata": outcome.metadata,
-            "output_digest": outcome.output_digest,
-            "message": outcome.message,
-            "log_tail": outcome.log_tail,
-            "log": self.blobs.put_bytes(log.encode())[0] if log else None,
-            "duration": outcome.duration,
-            "created": time.time(),
-        }
+        record = ActionResult.create(
+            Status.OK if outcome.status == "ran" else Status.FAILED, node.id, outputs=outcome.outputs,
+            metadata=outcome.metadata, summary=outcome.summary, message=outcome.message, log_tail=outcome.log_tail,
+            log=self.blobs.put_bytes(log.encode())[0] if log else None, duration=outcome.duration,
+            created=time.time())
         self.actions.put(key, record)
         if self.remote is not None and self.remote.writable:
-            from graphbuild.cache.remote import RemoteCacheError
-
             try:
                 self.remote.store(key, record, {name: comp.to_json() for name, comp in manifest.items()})
             except RemoteCacheError as err:
@@ -304,7 +296,6 @@ class _Walk:
             return
         manifest = node_manifest(node, self._output_digest, self._after_digest)
         key = key_of(manifest)
-        self.s.manifests[nid] = manifest
         use_cache = node.cacheable and nid not in self.forced
         if use_cache:
             cached = self.s._lookup(nid, key)
@@ -332,11 +323,8 @@ class _Walk:
         key = outcome.key or ""
         if self.running_keys.get(key) == nid:
             del self.running_keys[key]
-        corrupt = outcome.metadata.get("_corrupt")
-        if isinstance(corrupt, str) and self.repair(corrupt, nid):
+        if outcome.corrupt_blob is not None and self.repair(outcome.corrupt_blob, nid):
             return  # it runs again once the blob is repaired
-        if isinstance(corrupt, str):
-            outcome.metadata = {}
         self.finish(nid, outcome)
         for waiter in self.same_key_waiters.pop(key, []):
             self.finish(waiter, _shared(outcome, nid, waiter))
@@ -414,21 +402,21 @@ class _Sweeper:
 _sweeper = _Sweeper()
 
 
-def _from_record(nid: str, key: str, record: dict[str, Any], source: str) -> NodeOutcome:
+def _from_record(nid: str, key: str, record: ActionResult, source: str) -> NodeOutcome:
     """The outcome a stored result stands for: a success, or a failure the inputs caused."""
-    if record["status"] == "ok":
-        return NodeOutcome(nid, "cached", key=key, outputs=record["outputs"], metadata=record["metadata"],
-                           output_digest=record["output_digest"], cached_from=_other(record.get("node"), nid),
-                           source=source)
-    return NodeOutcome(nid, "failed", key=key, metadata=record["metadata"], message=record["message"],
-                       log_tail=record.get("log_tail", ""), cached_from=_other(record.get("node"), nid),
+    if record.ok:
+        return NodeOutcome(nid, "cached", key=key, outputs=record.outputs, metadata=record.metadata,
+                           summary=record.summary, output_digest=record.output_digest(),
+                           cached_from=_other(record.node, nid), source=source)
+    return NodeOutcome(nid, "failed", key=key, metadata=record.metadata, message=record.message,
+                       log_tail=record.log_tail, cached_from=_other(record.node, nid),
                        detail="cached failure", source=source)
 
 
 def _shared(outcome: NodeOutcome, source: str, nid: str) -> NodeOutcome:
     if outcome.ok:
         return NodeOutcome(nid, "cached", key=outcome.key, outputs=outcome.outputs, metadata=outcome.metadata,
-                           output_digest=outcome.output_digest, cached_from=source)
+                           summary=outcome.summary, output_digest=outcome.output_digest, cached_from=source)
     return NodeOutcome(nid, "failed", key=outcome.key, message=outcome.message, log_tail=outcome.log_tail,
                        cached_from=source, detail=f"same action as {source}")
 

@@ -15,6 +15,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import networkx as nx
 
@@ -24,7 +25,9 @@ from graphbuild.errors import EXIT_OK, GraphbuildError, SpecError, UsageError
 from graphbuild.labels import Label
 from graphbuild.loading.loader import Loader
 from graphbuild.loading.workspace import Workspace
-from graphbuild.operations.session import Session
+
+if TYPE_CHECKING:
+    from graphbuild.operations.session import Session
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from graphbuild.analysis.analyzer import Analysis
 from graphbuild.errors import EXIT_BAD_INPUT, EXIT_BUILD_FAILED, EXIT_OK, GraphbuildError, SpecErrors, StaleLock
@@ -23,8 +23,11 @@ from graphbuild.execution.materialize import materialize
 from graphbuild.execution.scheduler import Scheduler
 from graphbuild.labels import Label
 from graphbuild.nodes import LOCK_PHASE, Node, OutputRef
-from graphbuild.operations.session import Session
+from graphbuild.records import RunEntry, RunRecord
 from graphbuild.rule import DefaultInfo
+
+if TYPE_CHECKING:
+    from graphbuild.operations.session import Session
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ def build(session: Session, reporter: Reporter, request: BuildRequest) -> Execut
     if to_lock:
         lock_analysis = session.analyze(to_lock, locking=True)
         lock_order = lock_analysis.closure(to_lock, LOCK_PHASE)
-        outcomes = execute(session, reporter, lock_analysis.nodes, lock_order, [],
+        outcomes = execute(session, reporter, lock_analysis.nodes, lock_order, [], LOCK_PHASE,
                            options={"upgrade": request.upgrade})
         nodes.update(lock_analysis.nodes)
     if request.phase != LOCK_PHASE and all(o.ok for o in outcomes.values()):
@@ -100,11 +103,11 @@ def build(session: Session, reporter: Reporter, request: BuildRequest) -> Execut
         order = analysis.closure(labels, request.phase)
         wanted = [ref for lab in labels for ref in analysis.providers[lab][DefaultInfo].files
                   if isinstance(ref, OutputRef)]
-        outcomes.update(execute(session, reporter, analysis.nodes, order, wanted))
+        outcomes.update(execute(session, reporter, analysis.nodes, order, wanted, request.phase))
         nodes.update(analysis.nodes)
         _record_history(session, request.phase, labels, outcomes, analysis)
         if request.junit_dir is not None:
-            copy_junit_reports(session, outcomes, session.cwd / request.junit_dir)
+            copy_junit_reports(session, analysis.nodes, outcomes, session.cwd / request.junit_dir)
     order = [*lock_order, *(nid for nid in outcomes if nid not in lock_order)]
     return ExecutionReport(request.phase, tuple(labels), tuple(order), outcomes, nodes, time.monotonic() - started,
                            counts=count(outcomes.values()))
@@ -128,36 +131,39 @@ def stale_locks(session: Session, labels: list[Label]) -> list[Label]:
 
 
 def execute(session: Session, reporter: Reporter, nodes: Mapping[str, Node], order: Sequence[str],
-            wanted: list[OutputRef], options: dict[str, Any] | None = None) -> dict[str, NodeOutcome]:
+            wanted: list[OutputRef], phase: str, options: dict[str, Any] | None = None) -> dict[str, NodeOutcome]:
     """Run `order` (node ids of `nodes`, dependencies first) through the caches; the `wanted`
     outputs are materialised under graphbuild-out/ (a corrupt cached blob reruns its node)."""
     scheduler = Scheduler(actions=session.actions, blobs=session.blobs, workspace_root=session.workspace.root,
                           tmp_dir=session.cache.tmp, reporter=reporter, jobs=session.jobs, remote=session.remote,
-                          options=options, run=session.run)
+                          options=options, run=session.run, phase=phase, state_dir=session.cache.state)
     return scheduler.run(dict(nodes), list(order), deliver=lambda outcomes: materialize(
         wanted, outcomes, session.blobs, session.workspace.root, session.files.digest))
 
 
-def copy_junit_reports(session: Session, outcomes: Mapping[str, NodeOutcome], directory: Path) -> None:
-    """Outputs named `junit.xml` are JUnit reports by convention: CI systems collect them."""
+def copy_junit_reports(session: Session, nodes: Mapping[str, Node], outcomes: Mapping[str, NodeOutcome],
+                       directory: Path) -> None:
+    """The outputs nodes declare as JUnit reports (`reports=`): CI systems collect them."""
     directory.mkdir(parents=True, exist_ok=True)
     for nid, outcome in outcomes.items():
-        report = outcome.outputs.get("junit.xml")
-        if report and outcome.ok:
-            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", nid.removeprefix("//")) + ".xml"
-            shutil.copyfile(session.blobs.verified_path(report[0]), directory / name)
+        node = nodes.get(nid)
+        if node is None or not outcome.ok:
+            continue
+        for index, output in enumerate(node.reports):
+            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", nid.removeprefix("//")) + (f".{index}" if index else "")
+            shutil.copyfile(session.blobs.verified_path(outcome.outputs[output].sha256), directory / f"{name}.xml")
 
 
 def _record_history(session: Session, phase: str, labels: list[Label], outcomes: dict[str, NodeOutcome],
                     analysis: Analysis) -> None:
     from graphbuild.operations.explain import keep_own_inputs
 
-    session.history.record(f"{time.time_ns()}-{os.getpid()}", {
-        "time": time.time(),
-        "phase": phase,
-        "nodes": {nid: [o.key, o.status, o.cached_from, o.source, analysis.nodes[nid].cacheable]
-                  for nid, o in outcomes.items() if nid in analysis.nodes},
-    }, _run_labels(labels, outcomes), before=lambda last: keep_own_inputs(session, analysis, outcomes, last))
+    run = RunRecord(time=time.time(), phase=phase, nodes={
+        nid: RunEntry(key=o.key, status=o.status, cached_from=o.cached_from, source=o.source,
+                      cacheable=analysis.nodes[nid].cacheable)
+        for nid, o in outcomes.items() if nid in analysis.nodes})
+    session.history.record(f"{time.time_ns()}-{os.getpid()}", run, _run_labels(labels, outcomes),
+                           before=lambda last: keep_own_inputs(session, analysis, outcomes, last))
 
 
 def _run_labels(labels: list[Label], outcomes: dict[str, NodeOutcome]) -> list[str]:

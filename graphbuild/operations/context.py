@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from graphbuild.analysis.analyzer import Analysis
 from graphbuild.errors import UsageError
@@ -14,7 +14,9 @@ from graphbuild.execution.events import NodeOutcome
 from graphbuild.labels import Label
 from graphbuild.nodes import LOCK_PHASE, PHASES, Executor, Located, Node, OutputRef, iter_refs
 from graphbuild.operations.build import BuildRequest, ExecutionReport, build, count, execute
-from graphbuild.operations.session import Session
+
+if TYPE_CHECKING:
+    from graphbuild.operations.session import Session
 
 
 class SessionContext:
@@ -76,7 +78,7 @@ class SessionContext:
         own = {node.id: node for node in nodes}
         known = {**(analysis.nodes if analysis is not None else {}), **own}
         order = _closure(known, list(own))
-        outcomes = execute(self.session, self._reporter, known, order, [])
+        outcomes = execute(self.session, self._reporter, known, order, [], "run")
         return ExecutionReport("execute", (), tuple(order), outcomes, {nid: known[nid] for nid in order},
                                time.monotonic() - started, counts=count(outcomes.values()))
 
@@ -87,7 +89,7 @@ class SessionContext:
         if name not in outcome.outputs:
             raise UsageError(f"node {outcome.node_id} has no output {name!r}",
                              hint="its outputs: " + (", ".join(sorted(outcome.outputs)) or "none"))
-        return self.blob_path(outcome.outputs[name][0])
+        return self.blob_path(outcome.outputs[name].sha256)
 
 
 def _closure(nodes: Mapping[str, Node], roots: list[str]) -> list[str]:

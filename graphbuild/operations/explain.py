@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from graphbuild.analysis.analyzer import Analysis
 from graphbuild.errors import EXIT_OK, GraphbuildError, UsageError
 from graphbuild.execution.events import NodeOutcome
-from graphbuild.execution.keying import node_manifest
+from graphbuild.keying import node_manifest
 from graphbuild.keys import Component, diff
 from graphbuild.labels import Label
-from graphbuild.operations.session import Session
+from graphbuild.records import RunEntry, RunRecord
+
+if TYPE_CHECKING:
+    from graphbuild.operations.session import Session
 
 
 @dataclass(frozen=True)
@@ -60,9 +63,9 @@ def explain(session: Session, label: Label, only: str | None = None) -> list[dic
     previous = runs[-2] if len(runs) > 1 else None
     mine = _closure(session, label)
     report = []
-    for nid, (key, status, cached_from, *rest) in last["nodes"].items():
-        source = rest[0] if rest else None
-        cacheable = rest[1] if len(rest) > 1 else True
+    for nid, run_entry in last.nodes.items():
+        key, status, cached_from = run_entry.key, run_entry.status, run_entry.cached_from
+        source, cacheable = run_entry.source, run_entry.cacheable
         if (only and nid != only) or (mine is not None and nid not in mine):
             continue
         entry: dict[str, Any] = {"id": nid, "status": status, "key": key}
@@ -112,7 +115,7 @@ def compare(session: Session, label: Label, vs: str) -> CompareReport:
         if not runs:
             raise UsageError(f"{target} has no recorded run in this cache", hint=f"run 'graphbuild build {target}'")
         mine = _closure(session, target)
-        nodes = {nid: entry for nid, entry in runs[-1]["nodes"].items() if mine is None or nid in mine}
+        nodes = {nid: entry for nid, entry in runs[-1].nodes.items() if mine is None or nid in mine}
         sides.append({nid.split("#", 1)[1] if nid.startswith(f"{target}#") else nid: (nid, entry)
                       for nid, entry in nodes.items()})
     rows = []
@@ -121,15 +124,15 @@ def compare(session: Session, label: Label, vs: str) -> CompareReport:
         row: dict[str, Any] = {"name": name}
         if left is None or right is None:
             row["state"] = f"only in {label if right is None else other}"
-        elif left[1][0] == right[1][0]:
+        elif left[1].key == right[1].key:
             row["state"] = "same"
         else:
             row["state"] = "differs"
             row["changes"] = _manifest_diff(session, left, right)
         if left:
-            row["left"] = {"id": left[0], "key": left[1][0], "status": left[1][1]}
+            row["left"] = {"id": left[0], "key": left[1].key, "status": left[1].status}
         if right:
-            row["right"] = {"id": right[0], "key": right[1][0], "status": right[1][1]}
+            row["right"] = {"id": right[0], "key": right[1].key, "status": right[1].status}
         rows.append(row)
     return CompareReport(label, other, tuple(rows))
 
@@ -140,7 +143,7 @@ def own_manifest_key(key: str, nid: str) -> str:
 
 
 def keep_own_inputs(session: Session, analysis: Analysis, outcomes: dict[str, NodeOutcome],
-                    before: dict[str, list]) -> None:
+                    before: dict[str, RunEntry]) -> None:
     """After a run: the manifest of each node served by another node's result (another target
     sharing its key, or the remote cache), as this node reads it. A manifest stored by key is
     the view of the node that ran it: the same commit reads "branch main" in one environment
@@ -152,7 +155,7 @@ def keep_own_inputs(session: Session, analysis: Analysis, outcomes: dict[str, No
         if node is None or not outcome.key or not (outcome.cached_from or outcome.source == "remote"):
             continue
         previous = before.get(nid)
-        if previous and previous[0] == outcome.key and (previous[2] or previous[3:4] == ["remote"]):
+        if previous and previous.key == outcome.key and previous.served_by_other:
             continue  # kept by that run already
         try:
             manifest = node_manifest(node, lambda ref: outcomes[ref.node_id].outputs[ref.name][0],
@@ -172,8 +175,9 @@ def _manifest(session: Session, key: str | None, nid: str | None = None) -> dict
     return {k: Component.from_json(v) for k, v in stored.items()} if stored is not None else None
 
 
-def _manifest_diff(session: Session, left: tuple[str, list], right: tuple[str, list]) -> list[dict[str, Any]]:
-    old, new = _manifest(session, left[1][0], left[0]), _manifest(session, right[1][0], right[0])
+def _manifest_diff(session: Session, left: tuple[str, RunEntry],
+                   right: tuple[str, RunEntry]) -> list[dict[str, Any]]:
+    old, new = _manifest(session, left[1].key, left[0]), _manifest(session, right[1].key, right[0])
     if old is None or new is None:
         return []
     return [{"input": c.name, "old": c.old, "new": c.new} for c in diff(old, new)]
@@ -189,11 +193,11 @@ def _closure(session: Session, label: Label) -> set[str] | None:
     return set(analysis.closure([label], "run")) | set(analysis.closure([label], "lock"))
 
 
-def _changes(session: Session, nid: str, key: str | None, previous: dict | None) -> dict[str, Any]:
-    before = previous["nodes"].get(nid) if previous else None
+def _changes(session: Session, nid: str, key: str | None, previous: RunRecord | None) -> dict[str, Any]:
+    before = previous.nodes.get(nid) if previous else None
     if before is None:
         return {"reason": "no earlier run of this node is recorded", "changes": []}
-    old_key = before[0]
+    old_key = before.key
     if old_key == key:
         return {"reason": "same inputs as the previous run; its cached result was missing, corrupt or a "
                           "failure that is never cached", "changes": []}

@@ -7,11 +7,13 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from graphbuild.errors import EXIT_OK, UsageError
 from graphbuild.execution.materialize import OUT_DIR
-from graphbuild.operations.session import Session
+
+if TYPE_CHECKING:
+    from graphbuild.operations.session import Session
 
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10, "M": 1 << 20, "MB": 1 << 20,
           "MIB": 1 << 20, "G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30, "T": 1 << 40, "TB": 1 << 40, "TIB": 1 << 40}
@@ -52,8 +54,11 @@ def clean(session: Session) -> CleanReport:
     root = cache.root
     session.close()
     # Only what graphbuild keeps there: the directory may be shared with other files.
-    for sub in (cache.blobs, cache.actions, cache.history, cache.tmp):
+    for sub in (cache.blobs, cache.actions, cache.history, cache.state, cache.tmp):
         shutil.rmtree(sub, ignore_errors=True)
+    from graphbuild.cache.state import sweep as sweep_state
+
+    sweep_state(cache.state, lambda sha: False)  # what older versions kept beside the blob store
     out = session.workspace.root / OUT_DIR
     if out.is_symlink():  # the link goes, never what it points at
         out.unlink()
@@ -67,7 +72,7 @@ def gc(session: Session, max_size: str) -> GcReport:
     from graphbuild.cache.gc import collect
 
     limit = parse_size(max_size)
-    return GcReport(limit, collect(session.actions, session.blobs, session.cache.tmp, limit))
+    return GcReport(limit, collect(session.actions, session.blobs, session.cache.tmp, limit, session.cache.state))
 
 
 def keygen(output: str | None) -> KeygenReport:

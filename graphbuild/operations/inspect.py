@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import networkx as nx
 
-from graphbuild.analysis.analyzer import Analyzer
 from graphbuild.errors import EXIT_OK
 from graphbuild.labels import Label
+from graphbuild.loading.closure import load_closure
 from graphbuild.nodes import Node
-from graphbuild.operations.session import Session
 from graphbuild.query import evaluate
+
+if TYPE_CHECKING:
+    from graphbuild.operations.session import Session
 
 
 @dataclass(frozen=True)
@@ -39,8 +42,7 @@ def query(session: Session, expr: str) -> QueryReport:
     # The first pass only learns which targets the expression names; the second runs over
     # the dependency closure of those.
     evaluate(expr, nx.DiGraph(), resolve)
-    _, graph = Analyzer(session.loader, session.files.digest).load_closure(
-        list(dict.fromkeys(lab for labels in named.values() for lab in labels)))
+    _, graph = load_closure(session.loader, list(dict.fromkeys(lab for labels in named.values() for lab in labels)))
     result = sorted(evaluate(expr, graph, resolve))
     return QueryReport(expr, tuple((lab, graph.nodes[lab].get("kind")) for lab in result))
 

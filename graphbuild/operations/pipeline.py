@@ -18,13 +18,16 @@ import argparse
 import re
 import shlex
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
 from graphbuild.errors import EXIT_OK
 from graphbuild.labels import Label
-from graphbuild.operations.session import REMOTE_ENV, Session
+from graphbuild.operations import REMOTE_ENV
+
+if TYPE_CHECKING:
+    from graphbuild.operations.session import Session
 
 #: GitLab's test for a merge-request pipeline whose source branch lives in another project (a fork)
 FORK_MERGE_REQUEST = ("$CI_MERGE_REQUEST_SOURCE_PROJECT_ID && "

@@ -25,6 +25,7 @@ from graphbuild.errors import CacheError, Location, SpecError, SpecErrors, Usage
 from graphbuild.labels import Label, Pattern
 from graphbuild.loading.loader import Loader
 from graphbuild.loading.workspace import MARKER, Workspace
+from graphbuild.operations import REMOTE_ENV
 
 if TYPE_CHECKING:
     from graphbuild.cache.remote import RemoteCache
@@ -209,7 +210,7 @@ class Session:
             self.run.finish()
 
 
-REMOTE_ENV = "GRAPHBUILD_REMOTE_CACHE"
+
 SIGNING_KEY_ENV = "GRAPHBUILD_REMOTE_CACHE_SIGNING_KEY"
 SIGNING_KEY_FILE_ENV = "GRAPHBUILD_REMOTE_CACHE_SIGNING_KEY_FILE"
 SIGNING_KEY_OPTION = "--remote-cache-signing-key"

@@ -58,14 +58,14 @@ class ConsoleReporter:
         extra = ""
         if outcome.status == "ran":
             extra = f" ({outcome.duration:.2f} s)"
-            if outcome.metadata.get("summary"):  # what the node did, in its own words (a push...)
-                extra += f": {outcome.metadata['summary']}"
+            if outcome.summary:  # what the node did, in its own words (a push...)
+                extra += f": {outcome.summary}"
         elif outcome.status == "cached" and (outcome.source == "remote" or outcome.cached_from):
             where = [w for w in ("remote" if outcome.source == "remote" else None,
                                  outcome.cached_from and f"from {outcome.cached_from}") if w]
             extra = f" ({', '.join(where)})"
-            if outcome.metadata.get("summary"):
-                extra += f": {outcome.metadata['summary']}"
+            if outcome.summary:
+                extra += f": {outcome.summary}"
         elif outcome.status in ("failed", "skipped"):
             extra = f": {outcome.message}" + (f" [{outcome.detail}]" if outcome.detail else "")
         self._line(f"[{self.done:>{len(str(self.total))}}/{self.total}] {self._paint(outcome.status)} {node.id}{extra}")

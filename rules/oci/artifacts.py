@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from graphbuild.cache import oci_media as media
+from graphbuild.api import media
 
 #: graphbuild's own annotation on the index it tags: the target it pushed.
 TARGET_ANNOTATION = "org.graphbuild.target"

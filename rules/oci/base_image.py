@@ -26,9 +26,9 @@ from graphbuild.api import (
     SpecError,
     WorkspacePath,
     executor,
+    media,
     rule,
 )
-from graphbuild.cache import oci_media as media
 from graphbuild.rules.oci import reference
 from graphbuild.rules.oci.descriptors import ImageLayer
 
@@ -114,9 +114,9 @@ def import_tarball(ctx: ExecContext) -> dict[str, Any]:
     return {}
 
 
-@executor("base_image.lock", version=2, cacheable=False)
+@executor("base_image.lock", version=3, cacheable=False)
 def lock_base(ctx: ExecContext) -> dict[str, Any]:
-    from graphbuild.cache.registry import Registry, RegistryError
+    from graphbuild.api import Registry, RegistryError
 
     ref = _registry_ref(ctx)
     registry = Registry(ref.host)
@@ -144,12 +144,13 @@ def lock_base(ctx: ExecContext) -> dict[str, Any]:
     ctx.write_source(ctx.inputs["lock_name"], (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
     written = ctx.inputs["ref"]
     shown = written if str(ref) == written else f"{written} ({ref})"
-    return {"digest": digest, "summary": f"{shown} -> {digest}"}
+    ctx.summarize(f"{shown} -> {digest}")
+    return {"digest": digest}
 
 
 @executor("base_image.pull", version=2)
 def pull_base(ctx: ExecContext) -> dict[str, Any]:
-    from graphbuild.cache.registry import Registry, RegistryError
+    from graphbuild.api import Registry, RegistryError
 
     ref = _registry_ref(ctx)
     registry = Registry(ref.host)

@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from graphbuild.api import ActionFailed, ExecContext, OutputRef, RuleContext, executor
-from graphbuild.cache import oci_media as media
+from graphbuild.api import ActionFailed, ExecContext, OutputRef, RuleContext, executor, media
 from graphbuild.rules.oci.descriptors import ImageLayer
 
 #: algorithm -> (media type, default level, lowest level, highest level)
@@ -83,7 +82,7 @@ def compressed_layer(ctx: RuleContext, name: str, tar: OutputRef, compression: C
     return ImageLayer(blob=node.output("layer"), media_type=compression.media_type, tar=tar)
 
 
-@executor("oci.compress", version=1)
+@executor("oci.compress", version=2)
 def compress_layer(ctx: ExecContext) -> dict[str, Any]:
     """Inputs: `tar` (an uncompressed layer), `algorithm`, `level`; output `layer`."""
     tar, algorithm, level = ctx.path("tar"), ctx.inputs["algorithm"], ctx.inputs["level"]
@@ -97,9 +96,9 @@ def compress_layer(ctx: ExecContext) -> dict[str, Any]:
         else:
             write_zstd(source, dest, level=level, threads=threads, size=tar.stat().st_size)
     size, original = ctx.out("layer").stat().st_size, tar.stat().st_size
+    ctx.summarize(f"{algorithm} -{level}: {original / 1e6:.1f} MB -> {size / 1e6:.1f} MB")
     return {"media_type": ALGORITHMS[algorithm][0], "diff_id": "sha256:" + tar.name, "size": size,
-            "uncompressed_size": original,
-            "summary": f"{algorithm} -{level}: {original / 1e6:.1f} MB -> {size / 1e6:.1f} MB"}
+            "uncompressed_size": original}
 
 
 def write_gzip(source: BinaryIO, dest: BinaryIO, *, level: int, threads: int) -> None:

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from graphbuild.api import OutputRef
-from graphbuild.cache import oci_media as media
+from graphbuild.api import OutputRef, media
 
 
 @dataclass(frozen=True)

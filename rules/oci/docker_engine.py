@@ -100,7 +100,7 @@ def image_tags(repository: str, manifest_digest: str) -> list[str]:
     return [f"{repository}:{manifest_digest.removeprefix('sha256:')[:12]}", f"{repository}:latest"]
 
 
-@executor("docker.load", version=2, cacheable=False)
+@executor("docker.load", version=3, cacheable=False)
 def load_image(ctx: ExecContext) -> dict[str, Any]:
     """Inputs: `config`, `layers` (all, base first: the uncompressed tars, which the engine takes
     without decompressing them; a layer pulled compressed as it is), `index`, `repository`;
@@ -111,10 +111,13 @@ def load_image(ctx: ExecContext) -> dict[str, Any]:
     layers = [Path(p) for p in ctx.inputs["layers"]]
     index = Path(ctx.inputs["index"]).read_bytes()
     digest = json.loads(index)["manifests"][0]["digest"]
-    layout = write_layout(ctx.blob_root, index, digest) if ctx.blob_root else None
+    manifest = json.loads(Path(ctx.blob_root, "sha256", digest.removeprefix("sha256:")).read_bytes()) \
+        if ctx.blob_root else None
+    named = [manifest["config"]["digest"], *(layer["digest"] for layer in manifest["layers"])] if manifest else []
+    layout = write_layout(ctx, ctx.blob_root, index, digest, named) if ctx.blob_root else None
     image_id = "sha256:" + config.name
     tags = image_tags(ctx.inputs["repository"], digest)
     _, loaded = ensure_loaded(docker_client(), config, layers, tags)
+    ctx.summarize(f"{'loaded' if loaded else 'already in the engine:'} {tags[0]}")
     return {"image_id": image_id, "digest": digest, "tags": tags, "loaded": loaded,
-            "layout": str(layout) if layout else None,
-            "summary": f"{'loaded' if loaded else 'already in the engine:'} {tags[0]}"}
+            "layout": str(layout) if layout else None}

@@ -18,8 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from graphbuild.api import ActionFailed, ExecContext, executor
-from graphbuild.cache import oci_media as media
+from graphbuild.api import ActionFailed, ExecContext, executor, media, write_atomic
 from graphbuild.rules.oci.descriptors import ResolvedLayer
 
 EPOCH = "1970-01-01T00:00:00Z"
@@ -128,14 +127,17 @@ def check_overlaps(layers: list[tuple[str, Path]]) -> None:
             deterministic=True, metadata={"overwritten": conflicts})
 
 
-def write_layout(blob_root: Path, index_bytes: bytes, digest: str) -> Path:
-    """An OCI image layout in the cache, `<cache>/images/<digest>/`, sharing the blob store."""
-    layout = blob_root.parent / "images" / digest.removeprefix("sha256:")
-    layout.mkdir(parents=True, exist_ok=True)
-    (layout / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
-    tmp = layout / f".index.json.{os.getpid()}"
-    tmp.write_bytes(index_bytes)
-    os.replace(tmp, layout / "index.json")
+#: the rule-owned state directory of OCI layouts (`ExecContext.state_dir`)
+LAYOUTS = "oci-images"
+
+
+def write_layout(ctx: ExecContext, blob_root: Path, index_bytes: bytes, digest: str, blobs: list[str]) -> Path:
+    """An OCI image layout in the cache's state, `state/oci-images/<digest>/`, sharing the blob
+    store; `blobs` (every blob the image names: manifest, config, layers) are recorded with it,
+    so `cache gc` deletes the layout when it deletes one of them."""
+    layout = ctx.state_entry(LAYOUTS, digest.removeprefix("sha256:"), blobs=[digest, *blobs])
+    write_atomic(layout / "oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}).encode())
+    write_atomic(layout / "index.json", index_bytes)
     link = layout / "blobs"
     if not link.is_symlink():
         with contextlib.suppress(FileExistsError):

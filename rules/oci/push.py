@@ -13,8 +13,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from graphbuild.api import ActionFailed, ExecContext, executor
-from graphbuild.cache import oci_media as media
+from filelock import FileLock
+
+from graphbuild.api import ActionFailed, ExecContext, executor, media, write_atomic
 from graphbuild.rules.oci import artifacts, reference
 from graphbuild.rules.oci.image import blob_digest, created_time
 
@@ -42,36 +43,38 @@ class _BlobLocations:
         with self._lock:
             self._recent[(host, digest)] = repository
 
-    def _path(self, blob_root: Path | None) -> Path | None:
-        return blob_root.parent / "push-locations.json" if blob_root else None
+    @staticmethod
+    def _path(ctx: ExecContext) -> Path:
+        return ctx.state_dir(_STATE) / "locations.json"
 
-    def get(self, blob_root: Path | None, host: str) -> dict[str, str]:
-        path = self._path(blob_root)
-        with self._lock:
-            try:
-                return json.loads(path.read_text()).get(host, {}) if path else {}
-            except (OSError, ValueError):
-                return {}
+    def get(self, ctx: ExecContext, host: str) -> dict[str, str]:
+        try:
+            found = json.loads(self._path(ctx).read_text()).get(host, {})
+        except (OSError, ValueError, AttributeError):
+            return {}
+        return found if isinstance(found, dict) else {}
 
-    def add(self, blob_root: Path | None, host: str, repository: str, digests: list[str]) -> None:
-        path = self._path(blob_root)
-        if path is None:
-            return
-        with self._lock:
+    def add(self, ctx: ExecContext, host: str, repository: str, digests: list[str]) -> None:
+        """Read, update and replace the file under a lock other processes take too (two
+        pushes at once both land); readers need no lock (the file is replaced atomically)."""
+        path = self._path(ctx)
+        with self._lock, FileLock(path.with_name("locations.lock")):
             try:
                 data = json.loads(path.read_text())
             except (OSError, ValueError):
                 data = {}
+            if not isinstance(data, dict) or not isinstance(data.get(host, {}), dict):
+                data = {}
             data.setdefault(host, {}).update(dict.fromkeys(digests, repository))
-            tmp = path.with_name(f".push-locations.{os.getpid()}.{threading.get_ident()}")
-            tmp.write_text(json.dumps(data))
-            os.replace(tmp, path)
+            write_atomic(path, json.dumps(data).encode())
 
 
 _LOCATIONS = _BlobLocations()
+#: the rule-owned state directory (`ExecContext.state_dir`) of the blob locations
+_STATE = "oci-push"
 
 
-@executor("oci.push", version=2, cacheable=False)
+@executor("oci.push", version=4, cacheable=False)
 def push_image(ctx: ExecContext) -> dict[str, Any]:
     """Inputs: `destination`, `manifest`, `config`, `layers` (the blobs the manifest lists), `sbom`,
     `title`, `architecture`.
@@ -81,7 +84,7 @@ def push_image(ctx: ExecContext) -> dict[str, Any]:
     tag, last, on an index holding the image and the release's annotations. A tag that already
     points at this very image is left as it is: a commit changing nothing in the image pushes
     nothing and keeps the revision that first gave it."""
-    from graphbuild.cache.registry import Registry, RegistryError
+    from graphbuild.api import Registry, RegistryError
 
     try:
         where_to = reference.destination(ctx.inputs["destination"], ctx.workspace_root)
@@ -112,6 +115,9 @@ def push_image(ctx: ExecContext) -> dict[str, Any]:
     ctx.log(f"pushed {where}@{digest}: {counts.count} blobs, {counts.uploaded} bytes uploaded, {counts.mounted} "
             f"bytes mounted from other repositories, {counts.skipped} bytes already there; tag "
             f"{'moved to' if moved else 'already on'} {tag_digest}")
+    ctx.summarize(f"pushed {where}@{digest[:19]}: {_mb(counts.uploaded)} uploaded, "
+                  f"{_mb(counts.skipped + counts.mounted)} already in the registry"
+                  + ("" if moved else " (tag unchanged)"))
     return {
         "reference": where,
         "digest": digest,
@@ -125,9 +131,6 @@ def push_image(ctx: ExecContext) -> dict[str, Any]:
         "uploaded_blobs": counts.count,
         "manifest_bytes": counts.manifest_bytes,
         "sbom_bytes": counts.sbom_bytes,
-        "summary": f"pushed {where}@{digest[:19]}: {_mb(counts.uploaded)} uploaded, "
-                   f"{_mb(counts.skipped + counts.mounted)} already in the registry"
-                   + ("" if moved else " (tag unchanged)"),
     }
 
 
@@ -142,7 +145,7 @@ def _push_blobs(ctx: ExecContext, registry: Any, ref: reference.Reference, blobs
     """The blobs the registry lacks in the repository: HEAD first, then a mount from another
     repository of the same registry that has it, else an upload."""
     assert ref.host is not None
-    known = _LOCATIONS.get(ctx.blob_root, ref.host)
+    known = _LOCATIONS.get(ctx, ref.host)
     done: list[str] = []
     for path in blobs:
         digest = blob_digest(path)
@@ -161,7 +164,7 @@ def _push_blobs(ctx: ExecContext, registry: Any, ref: reference.Reference, blobs
                 counts.uploaded += size
                 counts.count += 1
             _LOCATIONS.remember(ref.host, digest, ref.repository)
-    _LOCATIONS.add(ctx.blob_root, ref.host, ref.repository, done)
+    _LOCATIONS.add(ctx, ref.host, ref.repository, done)
 
 
 def _push_sbom(ctx: ExecContext, registry: Any, ref: reference.Reference, sbom: Path, subject: bytes,

@@ -16,8 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from graphbuild.api import Field, Located, NodeHandle, OutputRef, Provider, RuleContext
-from graphbuild.cache import oci_media as media
+from graphbuild.api import Field, Located, NodeHandle, OutputRef, Provider, RuleContext, media
 from graphbuild.rules.oci import reference
 from graphbuild.rules.oci.base_image import BaseImageInfo
 from graphbuild.rules.oci.compress import Compression, compressed_layer
@@ -160,7 +159,7 @@ def _test_node(ctx: RuleContext, attrs: Any, info: Any, base: BaseImageInfo, lib
     short = library.label.rsplit(":", 1)[-1]
     return ctx.action(
         f"test.{short}", executor=run_library_tests, kind="python.test", phase="test",
-        outputs=["junit.xml", "log.txt"],
+        outputs=["junit.xml", "log.txt"], reports=["junit.xml"],
         inputs=inputs,
         # the image it runs in and the environment it reports are not what the result depends on
         unkeyed=where,

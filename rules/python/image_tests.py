@@ -48,7 +48,7 @@ def pytest_command(tests: list[str]) -> list[str]:
             "-o", "junit_family=xunit2", *tests]
 
 
-@executor("python.image_test", version=2)
+@executor("python.image_test", version=3)
 def run_library_tests(ctx: ExecContext) -> dict[str, Any]:
     """Keyed inputs: `sources` (files, or a source tar for git libraries), `source_root`, `wheel`,
     `tests`, `command`, `timeout`, `container` (ContainerSpec data), closure digests...;
@@ -127,7 +127,8 @@ def run_library_tests(ctx: ExecContext) -> dict[str, Any]:
     else:
         ctx.out("junit.xml").write_text("")
     ctx.out("log.txt").write_text(log)
-    return {**report, "exit_code": code, "environment": where, "summary": f"{summary(report)} (in {where})"}
+    ctx.summarize(f"{summary(report)} (in {where})")
+    return {**report, "exit_code": code, "environment": where}
 
 
 def summary(report: dict[str, Any]) -> str:

@@ -181,7 +181,8 @@ def lock_environment(ctx: ExecContext) -> dict[str, Any]:
     changed = {n: [old.get(n), v] for n, v in sorted(pins.items()) if old.get(n) != v}
     changed.update({n: [v, None] for n, v in old.items() if n not in pins})
     ctx.log(f"locked {len(pins)} packages into {name}")
-    return {"lock": name, "packages": len(pins), "changed": changed, "summary": moved_summary(name, len(pins), changed)}
+    ctx.summarize(moved_summary(name, len(pins), changed))
+    return {"lock": name, "packages": len(pins), "changed": changed}
 
 
 def moved_summary(name: str, count: int, changed: dict[str, list]) -> str:

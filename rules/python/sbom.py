@@ -51,13 +51,14 @@ class SbomComponent:
                 "depends_on": sorted(self.depends_on)}
 
 
-@executor("python.sbom", version=1)
+@executor("python.sbom", version=2)
 def write_sbom(ctx: ExecContext) -> dict[str, Any]:
     """Inputs: `name` (the image), `components` (`SbomComponent.as_input()` each), `created`."""
     document = render(ctx.inputs["name"], ctx.inputs["components"], ctx.inputs.get("created"))
     ctx.out(SBOM_OUTPUT).write_text(document)
     count = len(ctx.inputs["components"])
-    return {"components": count, "summary": f"CycloneDX SBOM of {count} distributions"}
+    ctx.summarize(f"CycloneDX SBOM of {count} distributions")
+    return {"components": count}
 
 
 def render(name: str, components: list[dict[str, Any]], created: str | None) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from graphbuild.keys import Component, Manifest, component, digest
-from graphbuild.nodes import FileRef, Located, Node, OutputRef
+from graphbuild.nodes import FileRef, Located, Node, OutputRef, rebuild
 
 DigestOf = Callable[[OutputRef], str]
 
@@ -58,14 +58,11 @@ def _ref_component(ref: FileRef | OutputRef, output_digest: DigestOf, location: 
 
 
 def _keyable(value: Any, output_digest: DigestOf) -> Any:
-    if isinstance(value, Located):
-        return _keyable(value.value, output_digest)
-    if isinstance(value, FileRef):
-        return {"path": value.path, "sha256": value.digest, "x": value.executable}
-    if isinstance(value, OutputRef):
-        return {"sha256": output_digest(value)}
-    if isinstance(value, list | tuple):
-        return [_keyable(v, output_digest) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _keyable(v, output_digest) for k, v in value.items()}
-    return value
+    def leaf(item: Any) -> Any:
+        if isinstance(item, FileRef):
+            return {"path": item.path, "sha256": item.digest, "x": item.executable}
+        if isinstance(item, OutputRef):
+            return {"sha256": output_digest(item)}
+        return item
+
+    return rebuild(value, leaf)

@@ -85,6 +85,15 @@ class TestWorkspace:
         root.mkdir(parents=True, exist_ok=True)
         (root / "graphbuild.toml").touch()
 
+    def copy_tree(self, source: Path) -> None:
+        """Write every file under `source` into the workspace at the same relative path (a
+        checked-in project such as tests/golden/errors/CASE/project)."""
+        for path in sorted(source.rglob("*")):
+            if path.is_file():
+                target = self.root / path.relative_to(source)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(path.read_bytes())
+
     def write(self, rel: str, text: str) -> Path:
         path = self.root / rel
         path.parent.mkdir(parents=True, exist_ok=True)

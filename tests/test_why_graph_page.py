@@ -27,7 +27,7 @@ needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not in
 #: A rule with a lock, as environments and base images have: `want` is pinned in a file of the
 #: workspace that only `graphbuild lock` (or --relock) writes, and the build reads.
 PIN_PLUGIN = '''
-from graphbuild.api import Attrs, DefaultInfo, Field, Source, executor, rule
+from graphbuild.api import Attrs, DefaultInfo, Field, Source, StaleLock, executor, rule
 from graphbuild.rules import run_command, staged_sources
 
 
@@ -49,7 +49,8 @@ def pinned(ctx, attrs):
         return [DefaultInfo()]
     pin = ctx.read_text(name).strip() if (ctx.workspace_root / ctx.package / name).is_file() else None
     if pin != attrs.want:
-        raise ctx.error(f"the lock {name} is out of date", attr="want", hint="graphbuild lock (or --relock)")
+        raise StaleLock(f"the lock {name} is out of date", location=ctx.attr_location("want"),
+                        hint="graphbuild lock (or --relock)")
     use = ctx.action("use", executor=run_command, outputs=["pinned.txt"],
                      inputs={"cmd": "cat $SRCS > $OUT; echo $PIN >> $OUT", "env": {"PIN": pin},
                              **staged_sources(ctx, attrs.srcs, "srcs")})

@@ -83,7 +83,7 @@ class _Builds:
         return build.source
 
 
-@executor("python.lock", version=3, cacheable=False)
+@executor("python.lock", version=4, cacheable=False)
 def lock_environment(ctx: ExecContext) -> dict[str, Any]:
     spec: dict[str, Any] = ctx.inputs["spec"]
     where: dict[str, str] = ctx.unkeyed.get("where", {})
@@ -181,7 +181,16 @@ def lock_environment(ctx: ExecContext) -> dict[str, Any]:
     changed = {n: [old.get(n), v] for n, v in sorted(pins.items()) if old.get(n) != v}
     changed.update({n: [v, None] for n, v in old.items() if n not in pins})
     ctx.log(f"locked {len(pins)} packages into {name}")
+    ctx.summarize(moved_summary(name, len(pins), changed))
     return {"lock": name, "packages": len(pins), "changed": changed}
+
+
+def moved_summary(name: str, count: int, changed: dict[str, list]) -> str:
+    """What `graphbuild lock` says of one lock: the packages that moved, old -> new."""
+    if not changed:
+        return f"{name}: {count} packages, none moved"
+    moves = [f"{n} {old or '(new)'} -> {new or '(removed)'}" for n, (old, new) in sorted(changed.items())]
+    return f"{name}: {count} packages, {len(moves)} moved: " + ", ".join(moves)
 
 
 def _moved(libraries: list[dict[str, Any]], used: set[str], previous: lockfile.Lock) -> bool:

@@ -1,0 +1,1 @@
+VERB = None

@@ -14,6 +14,12 @@ _SHORT = {PASS: "pass", FAIL: "FAIL", INCOMPATIBLE: "incompatible", NOT_APPLICAB
 COLOURS = {PASS: "#b7e4c7", FAIL: "#f4a6a6", INCOMPATIBLE: "#ffd8a8", NOT_APPLICABLE: "#dee2e6", ERROR: "#c9a3e6"}
 
 
+def short(label: str) -> str:
+    """`//libs/x:x` as Bazel users write it, `//libs/x`; other labels as they are."""
+    package, _, name = label.rpartition(":")
+    return package if package and package.rsplit("/", 1)[-1] == name else label
+
+
 def _grid(cells: list[Cell], environments: list[str], libraries: list[str]) -> dict[tuple[str, str], Cell]:
     return {(c.library, c.environment): c for c in cells if c.environment in environments}
 
@@ -30,11 +36,11 @@ def table(cells: list[Cell], environments: list[str], libraries: list[str]) -> s
     """Libraries down, environments across; then the reason of every cell that did not pass."""
     grid = _grid(cells, environments, libraries)
     heads = [e.rsplit(":", 1)[-1] if e.count(":") == 1 else e for e in environments]
-    first = max([len("library"), *(len(lib) for lib in libraries)])
+    first = max([len("library"), *(len(short(lib)) for lib in libraries)])
     widths = [max(len(h), 12) for h in heads]
     lines = ["  ".join(["library".ljust(first), *(h.ljust(w) for h, w in zip(heads, widths, strict=True))]).rstrip()]
     for lib in libraries:
-        row = [lib.ljust(first)]
+        row = [short(lib).ljust(first)]
         for env, width in zip(environments, widths, strict=True):
             cell = grid[(lib, env)]
             row.append((_SHORT[cell.status] + ("*" if cell.probe else "")).ljust(width))
@@ -43,7 +49,7 @@ def table(cells: list[Cell], environments: list[str], libraries: list[str]) -> s
     notes = [c for c in cells if c.status != PASS and c.environment in environments]
     if notes:
         lines.append("")
-        lines.extend(f"{c.library} in {c.environment}: {c.status}: {c.reason}" for c in notes)
+        lines.extend(f"{short(c.library)} in {short(c.environment)}: {c.status}: {c.reason}" for c in notes)
     return "\n".join(lines)
 
 
@@ -63,7 +69,7 @@ def html_page(cells: list[Cell], environments: list[str], libraries: list[str], 
             tds.append(f'<td class="{status_class}" data-status="{esc(cell.status)}" title="{esc(hover)}">'
                        f'<span class="status">{esc(cell.status)}{" (probe)" if cell.probe else ""}</span>'
                        + (f'<span class="reason">{esc(cell.reason)}</span>' if cell.reason else "") + "</td>")
-        rows.append(f"<tr><th scope=\"row\">{esc(lib)}</th>{''.join(tds)}</tr>")
+        rows.append(f"<tr><th scope=\"row\">{esc(short(lib))}</th>{''.join(tds)}</tr>")
     styles = "".join(f"td.{s.replace(' ', '-')}{{background:{c}}}" for s, c in COLOURS.items())
     legend = "".join(f'<span class="{s.replace(" ", "-")}" style="background:{c}">{esc(s)}</span> '
                      for s, c in COLOURS.items())

@@ -31,6 +31,7 @@ from graphbuild.api import Label, RuleContext, SpecError
 from graphbuild.rules.oci import reference
 from graphbuild.rules.python import compat, matrix
 from graphbuild.rules.python.imports import index_modules
+from graphbuild.rules.python.matrix_report import short
 
 ORDER = "fewest layers above the shared core, then fewest installed bytes, then name"
 
@@ -190,10 +191,11 @@ def finish(plan: Plan, outcomes: Mapping[str, Any], read_output: Callable[[str, 
                                           "no environment of the workspace has it)")
         cell = cells.get(label)
         if cell is not None and cell.status != matrix.PASS:
-            what = {matrix.FAIL: f"the tests of {plan.library} fail here ({cell.reason})",
-                    matrix.INCOMPATIBLE: f"{plan.library}: {cell.reason}",
-                    matrix.NOT_APPLICABLE: f"{plan.library} does not apply: {cell.reason}"}
-            candidate.problems.append(what.get(cell.status, f"{plan.library}: {cell.status}: {cell.reason}"))
+            lib = short(cell.library)
+            what = {matrix.FAIL: f"the tests of {lib} fail here ({cell.reason})",
+                    matrix.INCOMPATIBLE: f"{lib}: {cell.reason}",
+                    matrix.NOT_APPLICABLE: f"{lib} does not apply: {cell.reason}"}
+            candidate.problems.append(what.get(cell.status, f"{lib}: {cell.status}: {cell.reason}"))
     ranking = sorted(candidates, key=Candidate.sort_key)
     chosen = next((c for c in ranking if c.qualifies), None)
     return Choice(chosen, ranking, plan.core)

@@ -141,6 +141,11 @@ def test_a_library_change_reruns_only_that_librarys_cells(example):
         # one run: the probes in ml and research have prod's closure for jobconfig (dev's too)
         assert executed and all("jobconfig" in node for node in executed), executed
         assert len(executed) <= 4
+        # `why` explains a probe like any node: the test file that changed
+        why = ws.gb("why", ML, "--node", f"{ML}#probe.jobconfig.test", "--json")
+        assert why.exit_code == 0, why.stderr
+        (entry,) = why.json["nodes"]
+        assert any("test_jobconfig.py" in change["input"] for change in entry["changes"]), entry
     finally:
         path.write_text(original)
 

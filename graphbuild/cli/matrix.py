@@ -54,6 +54,8 @@ def select(session: Session, patterns: list[str], known: dict[str, Any], what: s
     found: list[str] = []
     for pattern in patterns:
         labels = [str(lab) for lab in session.labels([pattern])]
+        if "..." in pattern or pattern.endswith((":all", ":*")):  # a pattern: the ones it covers
+            labels = [lab for lab in labels if lab in known]
         for label in labels:
             if label not in known:
                 hint = did_you_mean(label, list(known)) or f"{what}s: {', '.join(sorted(known)) or 'none'}"
@@ -75,7 +77,7 @@ def context_maker(session: Session, analysis: Analysis):
 def run_extra_nodes(session: Session, args: argparse.Namespace, analysis: Analysis, declared: list[Any],
                     wanted: list[str]) -> dict[str, NodeOutcome]:
     """Add nodes declared after analysis, then run `wanted` and what they depend on."""
-    from graphbuild.cli.build import _execute
+    from graphbuild.cli.build import _execute, _record_history
 
     for node in declared:
         analysis.nodes[node.id] = node
@@ -92,9 +94,13 @@ def run_extra_nodes(session: Session, args: argparse.Namespace, analysis: Analys
     order = list(reversed(list(nx.topological_sort(analysis.action_graph.subgraph(needed)))))
     reporter = ConsoleReporter(verbose=args.verbose, quiet=args.quiet or args.json)
     try:
-        return _execute(session, reporter, analysis, order, [])
+        outcomes = _execute(session, reporter, analysis, order, [])
     finally:
         reporter.flush()
+    # recorded like a `test` run of the environments: `why ENV --node ID` explains a probe
+    labels = list(dict.fromkeys(analysis.nodes[nid].label for nid in wanted))
+    _record_history(session, "test", labels, outcomes, analysis)
+    return outcomes
 
 
 # -- the verb ---------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ through the scheduler like any other nodes, and prints the result.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,7 @@ def run_extra_nodes(session: Session, args: argparse.Namespace, analysis: Analys
             needed.add(nid)
             stack.extend(analysis.nodes[nid].deps)
     order = list(reversed(list(nx.topological_sort(analysis.action_graph.subgraph(needed)))))
-    reporter = ConsoleReporter(verbose=args.verbose, quiet=args.quiet or args.json)
+    reporter = _AnswersReporter(set(wanted), verbose=args.verbose, quiet=args.quiet or args.json)
     try:
         outcomes = _execute(session, reporter, analysis, order, [])
     finally:
@@ -101,6 +102,20 @@ def run_extra_nodes(session: Session, args: argparse.Namespace, analysis: Analys
     labels = list(dict.fromkeys(analysis.nodes[nid].label for nid in wanted))
     _record_history(session, "test", labels, outcomes, analysis)
     return outcomes
+
+
+class _AnswersReporter(ConsoleReporter):
+    """A failing test of a cell is an answer, which the table shows: its log only with -v."""
+
+    def __init__(self, answers: set[str], **kwargs: Any):
+        super().__init__(**kwargs)
+        self._answers = answers
+        self._verbose = kwargs.get("verbose", False)
+
+    def node_finished(self, node: Any, outcome: NodeOutcome) -> None:
+        if node.id in self._answers and outcome.status == "failed" and not self._verbose:
+            outcome = dataclasses.replace(outcome, log_tail="")
+        super().node_finished(node, outcome)
 
 
 # -- the verb ---------------------------------------------------------------------------------

@@ -79,6 +79,12 @@ class SessionContext:
         known = {**(analysis.nodes if analysis is not None else {}), **own}
         order = _closure(known, list(own))
         outcomes = execute(self.session, self._reporter, known, order, [], "run")
+        if analysis is not None:  # recorded like a run of their targets: `why TARGET --node ID` explains them
+            from graphbuild.operations.build import _record_history
+
+            analysis.nodes.update(own)
+            labels = list(dict.fromkeys(node.label for node in own.values()))
+            _record_history(self.session, "test", labels, outcomes, analysis)
         return ExecutionReport("execute", (), tuple(order), outcomes, {nid: known[nid] for nid in order},
                                time.monotonic() - started, counts=count(outcomes.values()))
 

@@ -68,7 +68,8 @@ def explain(session: Session, label: Label, only: str | None = None) -> list[dic
     for nid, run_entry in last.nodes.items():
         key, status, cached_from = run_entry.key, run_entry.status, run_entry.cached_from
         source, cacheable = run_entry.source, run_entry.cacheable
-        if (only and nid != only) or (mine is not None and nid not in mine):
+        # a node asked for by id is shown even outside the target's own closure (a matrix probe)
+        if (only and nid != only) or (not only and mine is not None and nid not in mine):
             continue
         entry: dict[str, Any] = {"id": nid, "status": status, "key": key}
         phase = analysis.nodes[nid].phase if analysis is not None and nid in analysis.nodes else None

@@ -40,6 +40,7 @@ from graphbuild.rules.python.providers import PyLayerInfo, PyLibraryInfo
 from graphbuild.rules.python.requirements import canonicalize_name, name_of
 from graphbuild.rules.python.sbom import SbomComponent
 from graphbuild.rules.python.wheels import wheel_from_git, wheel_from_sdist
+from graphbuild.rules.python.workload import WorkloadInfo, resources_data
 
 
 class EnvironmentAttrs(Attrs):
@@ -61,7 +62,8 @@ class EnvironmentAttrs(Attrs):
     env: dict[str, str] = Field(default={}, description="Environment variables of the image.")
     cmd: list[str] = Field(default=["python"], description="The image's default command.")
     resources: Resources = Field(default_factory=Resources, description="Limits of the containers the "
-                                 "environment's tests run in: {\"cpus\": 2, \"memory\": \"4g\", \"pids\": 512}; "
+                                 "environment's tests and `graphbuild exec` workloads run in: "
+                                 "{\"cpus\": 2, \"memory\": \"4g\", \"pids\": 512}; "
                                  "unset keys keep their defaults (memory 4g, pids 512, cpus unlimited), "
                                  "None lifts one.")
     layer_compression: str = Field(default="gzip", description="How the image's layers are compressed: \"gzip\" "
@@ -178,7 +180,9 @@ def environment(ctx: RuleContext, attrs: EnvironmentAttrs) -> list[Provider]:
     runner_closure = lock.closure([name_of(r) for r in attrs.test_runner])
     components = _sbom_components(lock, installed, libraries, wheels, attrs)
     image = declare_image(ctx, attrs, info, base, layers, runner, sources, runner_closure, components)
-    return [info, image, DefaultInfo(files=image.files)]
+    workload = WorkloadInfo(label=str(ctx.label), load_node=f"{ctx.label}#load",
+                            resources=resources_data(attrs.resources))
+    return [info, image, workload, DefaultInfo(files=image.files)]
 
 
 def _sbom_components(lock: lockfile.Lock, installed: dict[str, Any], libraries: list[PyLibraryInfo],

@@ -1,0 +1,114 @@
+"""`graphbuild exec ENV -- CMD...`: run a command in an environment's image.
+
+What the image needs is built (or reused) and loaded first, exactly as `graphbuild run` would
+build and load it; then the command runs in a container of the Docker engine (the options are
+the rules' own: `graphbuild.rules.python.workload`), and its exit status is graphbuild's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from graphbuild.cli.session import Session
+from graphbuild.errors import EXIT_BAD_INPUT, EXIT_BUILD_FAILED, UsageError
+from graphbuild.reporting.console import ConsoleReporter
+
+_HELP = "run a command in an environment's image (built or reused first), the current directory at /work"
+
+
+def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser("exec", parents=[parent], help=_HELP, description=_HELP + ". The command's exit "
+                            "status is graphbuild's; 2 is also bad usage, 1 also a failed build of the image.",
+                            usage="graphbuild exec [options] ENV -- CMD [ARGS...]")
+    parser.add_argument("environment", metavar="ENV", nargs="?", help="an environment with a base (//envs:prod)")
+    parser.add_argument("command", nargs="*", metavar="CMD", help="the command, after --")
+    parser.add_argument("--workdir", metavar="DIR", help="the directory mounted read-only at /work "
+                        "(default: the current directory)")
+    parser.add_argument("--network", choices=("none", "host"), default="none",
+                        help="none (default: only loopback) or host (the host's network)")
+    parser.add_argument("--env", "-e", action="append", default=[], metavar="NAME[=VALUE]", dest="env_vars",
+                        help="set a variable in the container (NAME alone passes the caller's value); repeatable")
+    parser.set_defaults(handler=run_exec)
+
+
+def run_exec(session: Session, args: argparse.Namespace) -> int:
+    from graphbuild.rules.python.workload import WorkloadInfo, docker_run_args, parse_env_flags
+
+    command = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not args.environment:
+        raise UsageError("exec needs an environment and a command", hint="graphbuild exec //envs:prod -- python -V")
+    if not command:
+        raise UsageError(f"exec {args.environment}: no command to run",
+                         hint=f"put it after '--': graphbuild exec {args.environment} -- python -V")
+    try:
+        env = parse_env_flags(args.env_vars)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    directory = Path(args.workdir).expanduser() if args.workdir else Path.cwd()
+    if not directory.is_dir():
+        raise UsageError(f"--workdir {args.workdir}: no such directory")
+    labels = session.labels([args.environment])
+    if len(labels) != 1:
+        raise UsageError(f"exec {args.environment}: names {len(labels)} targets; name one environment",
+                         hint="e.g. //envs:prod")
+    label = labels[0]
+    analysis = session.analyze(labels)
+    workload = analysis.providers[label].get(WorkloadInfo)
+    if workload is None:
+        raise UsageError(f"{label} is not an environment with a base image: there is no image to run in",
+                         hint="exec takes an environment(...) that has a base")
+    image = load_environment(session, args, analysis, workload.load_node)
+    if image is None:
+        return EXIT_BUILD_FAILED
+    argv = docker_run_args(image, command, directory=str(directory.resolve()), resources=workload.resources,
+                           network=args.network, env=env, tty=sys.stdin.isatty() and sys.stdout.isatty(),
+                           run_id=session.run.id, label=str(label))
+    if args.verbose:
+        sys.stderr.write("exec: " + " ".join(argv) + "\n")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        return subprocess.call(argv, env=os.environ)
+    except FileNotFoundError:
+        sys.stderr.write("error: the docker command is not installed (exec runs `docker run`)\n")
+        return EXIT_BAD_INPUT
+
+
+def load_environment(session: Session, args: argparse.Namespace, analysis, load_node: str) -> str | None:
+    """Build (or reuse) what the image needs and load it: its reference in the engine, or None
+    after reporting the failure."""
+    from graphbuild.cli.build import _execute
+
+    reporter = ConsoleReporter(verbose=args.verbose, quiet=True)
+    order = node_closure(analysis, load_node)
+    try:
+        outcomes = _execute(session, reporter, analysis, order, [])
+    finally:
+        reporter.flush()
+    loaded = outcomes.get(load_node)
+    if loaded is None or not loaded.ok:
+        failed = [nid for nid in order if nid in outcomes and outcomes[nid].status == "failed"]
+        sys.stderr.write(f"error: the image could not be built or loaded ({', '.join(failed) or load_node} "
+                         "failed, above); nothing was run\n")
+        return None
+    return loaded.metadata["tags"][0]
+
+
+def node_closure(analysis, node_id: str) -> list[str]:
+    """`node_id` and every node it depends on, dependencies first."""
+    import networkx as nx
+
+    wanted: set[str] = set()
+    stack = [node_id]
+    while stack:
+        nid = stack.pop()
+        if nid not in wanted:
+            wanted.add(nid)
+            stack.extend(analysis.nodes[nid].deps)
+    return list(reversed(list(nx.topological_sort(analysis.action_graph.subgraph(wanted)))))

@@ -9,10 +9,6 @@ mkdir -p "$repos"
 
 make_repo() {  # make_repo NAME SOURCE_DIR
   local name=$1 src=$2 bare="$repos/$1.git"
-  if [ -d "$bare" ] && git -C "$bare" rev-parse -q --verify refs/heads/main >/dev/null; then
-    return 0
-  fi
-  rm -rf "$bare"
   local work
   work=$(mktemp -d)
   cp -r "$src/." "$work/"
@@ -25,9 +21,17 @@ make_repo() {  # make_repo NAME SOURCE_DIR
     git add -A
     git -c commit.gpgsign=false commit -q -m "research-tools 0.1.0"
   )
-  git clone -q --bare "$work" "$bare"
+  # fixed dates and authors: the same sources give the same commit, so a repository made
+  # from older sources (examples/ changed since) is made again, and a current one is kept
+  local want have
+  want=$(git -C "$work" rev-parse HEAD)
+  have=$(git -C "$bare" rev-parse -q --verify refs/heads/main 2>/dev/null || true)
+  if [ "$want" != "$have" ]; then
+    rm -rf "$bare"
+    git clone -q --bare "$work" "$bare"
+    echo "made $bare at $want" >&2
+  fi
   rm -rf "$work"
-  echo "made $bare at $(git -C "$bare" rev-parse refs/heads/main)" >&2
 }
 
 make_repo research-lib "$root/examples/research-lib"

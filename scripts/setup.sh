@@ -12,6 +12,7 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 command -v dot >/dev/null || need+=(graphviz)          # graphbuild why --graph
 command -v npm >/dev/null || need+=(npm)               # gitlab-ci-local, for the CI pipeline test
 command -v rsync >/dev/null || need+=(rsync)           # gitlab-ci-local copies the checkout with it
+command -v chromium >/dev/null || need+=(chromium)     # renders `graphbuild matrix --html` in a test
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]} with apt" >&2
   export DEBIAN_FRONTEND=noninteractive

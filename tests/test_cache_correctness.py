@@ -203,13 +203,13 @@ def _top_layer_requirement(ex: Example) -> None:
     ex.save("envs/pylock.ml.toml")
     ex.save("envs/pylock.research.toml")
     ex.edit("envs/BUILD.envs", lambda t: t.replace(
-        'requirements = ["scikit-learn>=1.5"]', 'requirements = ["scikit-learn>=1.5", "tomli==2.2.1"]'))
+        'requirements = ["scikit-learn>=1.5"]', 'requirements = ["scikit-learn>=1.5", "six==1.17.0"]'))
 
 
 def _core_requirement(ex: Example) -> None:
     for env in ENVS:
         ex.save(f"envs/pylock.{env}.toml")
-    ex.edit("envs/BUILD.envs", lambda t: t.replace('"pydantic>=2.7",\n', '"pydantic>=2.7",\n        "tomli==2.2.1",\n'))
+    ex.edit("envs/BUILD.envs", lambda t: t.replace('"pydantic>=2.7",\n', '"pydantic>=2.7",\n        "six==1.17.0",\n'))
 
 
 def _env(ex: Example) -> None:
@@ -333,17 +333,19 @@ def _nothing(ex: Example) -> None:
     pass
 
 
-LIBRARY_CHANGED = {TEXTSTATS_WHEEL, *ids("*#lib.textstats", *IMAGES, "*#test.textstats", "*#test.featurize")}
+# classify (in ml) needs featurize, which needs textstats: its tests rerun too
+LIBRARY_CHANGED = {TEXTSTATS_WHEEL, *ids("*#lib.textstats", *IMAGES, "*#test.textstats", "*#test.featurize",
+                                         "ml#test.classify")}
 
 MUTATIONS = [
     _m("comment and blank lines", _comments, set()),
     _m("requirement reorder", _reorder, set()),
     _m("a requirement of a top layer", _top_layer_requirement, ids("ml*#layer.mlstack", "ml*#image", "ml*#image.test"),
-       args=("--relock",), why=("//envs:ml#layer.mlstack", "tomli")),
+       args=("--relock",), why=("//envs:ml#layer.mlstack", "six")),
     _m("a requirement of the shared core", _core_requirement, ids("*#layer.core", *IMAGES), args=("--relock",),
-       why=("//envs:dev#layer.core", "tomli")),
+       why=("//envs:dev#layer.core", "six")),
     _m("env of one environment", _env, ids("prod#image", "prod#image.test", "prod#test.textstats",
-                                           "prod#test.featurize"),
+                                           "prod#test.featurize", "prod#test.jobconfig", "prod#test.legacyconf"),
        why=("//envs:prod#test.textstats", "MATRIX_FLAG")),
     _m("cmd of one environment", _cmd, ids("prod#image", "prod#image.test"), why=("//envs:prod#image", "print(1)")),
     _m("a library source file", _library_source, LIBRARY_CHANGED,
@@ -359,7 +361,8 @@ MUTATIONS = [
        why=(TEXTSTATS_WHEEL, "executable")),
     _m("mtime-only touches", _touch, set()),
     _m("the base tarball", _base_tarball,
-       {"//envs:debian#import", *ids(*IMAGES, "*#test.textstats", "*#test.featurize", "research#test.research_tools")},
+       {"//envs:debian#import", *ids(*IMAGES, "*#test.textstats", "*#test.featurize", "research#test.research_tools",
+                                     "prod#test.jobconfig", "prod#test.legacyconf", "ml#test.classify")},
        why=("//envs:prod#test.textstats", "sha256")),
     _m("a git branch advanced, then locked", _git_branch,
        ids("research#git.research_tools", "research#lib.research_tools", "research#image", "research#image.test",

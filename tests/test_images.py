@@ -153,9 +153,10 @@ def test_example_workspace_runs_end_to_end_and_the_pushed_image_works(tmp_path):
 
     test_nodes = {nid: n for nid, n in found.items() if "#test." in nid}
     libraries = {nid.split("#test.")[1] for nid in test_nodes}
-    assert libraries == {"textstats", "featurize", "research_tools"}
-    # one test node per (environment, library): textstats and featurize everywhere, research_tools once
-    assert len(test_nodes) == len(envs) * 2 + 1
+    assert libraries == {"textstats", "featurize", "research_tools", "jobconfig", "legacyconf", "classify"}
+    # one test node per (environment, library): textstats and featurize everywhere, jobconfig and
+    # legacyconf in prod, classify in ml, research_tools in research
+    assert len(test_nodes) == len(envs) * 2 + 4
     assert {n["status"] for n in test_nodes.values()} <= {"ran", "cached"}, {
         nid: (n["status"], n["message"]) for nid, n in test_nodes.items()}
     ran_tests = [nid for nid, n in test_nodes.items() if n["status"] == "ran"]

@@ -42,7 +42,8 @@ def explain(session: Session, label: Label, only: str | None = None) -> list[dic
     for nid, (key, status, cached_from, *rest) in last["nodes"].items():
         source = rest[0] if rest else None
         cacheable = rest[1] if len(rest) > 1 else True
-        if (only and nid != only) or (mine is not None and nid not in mine):
+        # a node asked for by id is shown even outside the target's own closure (a matrix probe)
+        if (only and nid != only) or (not only and mine is not None and nid not in mine):
             continue
         entry: dict[str, Any] = {"id": nid, "status": status, "key": key}
         if status == "cached":

@@ -27,7 +27,7 @@ from graphbuild.rules.oci.docker_engine import load_image
 from graphbuild.rules.oci.image import assemble_image, created_time, runtime_config
 from graphbuild.rules.oci.push import push_image
 from graphbuild.rules.python.image_tests import pytest_command, run_library_tests
-from graphbuild.rules.python.layers import LAYER_FORMAT, build_layer, build_venv_layer
+from graphbuild.rules.python.layers import LAYER_FORMAT, LAYER_OUTPUTS, build_layer, build_venv_layer
 from graphbuild.rules.python.sbom import SBOM_OUTPUT, SbomComponent, write_sbom
 
 
@@ -40,6 +40,8 @@ class ImageInfo(Provider):
     sbom: OutputRef | None = Field(default=None, description="the image's CycloneDX SBOM")
     tests: tuple[str, ...] = Field(default=(), description="ids of the test nodes")
     files: tuple[Any, ...] = ()
+    test_image: dict[str, Any] = Field(default={}, description="how the test image is made (its layers, names, "
+                                       "config): what a probe image adds a library to (see `declare_probe`)")
 
 
 def declare_image(ctx: RuleContext, attrs: Any, info: Any, base: BaseImageInfo, layers: list[NodeHandle],
@@ -74,17 +76,20 @@ def declare_image(ctx: RuleContext, attrs: Any, info: Any, base: BaseImageInfo, 
                       inputs={"name": name, "created": created,
                               "components": [component.as_input() for component in components]})
     test_nodes: list[NodeHandle] = []
+    # never pushed, only loaded: the tars themselves, nothing to compress
+    test_layers = [layer.uncompressed() for layer in base.layers]
+    test_layers += [ImageLayer(blob=h.output("layer.tar"), media_type=media.LAYER_TAR, tar=h.output("layer.tar"))
+                    for h in [*layers, *([runner] if runner else [])]]
+    test_listings = {**listings, **({"layer.testrunner": runner.output("files.json")} if runner else {})}
+    test_names = base_names + own_names + (["graphbuild layer.testrunner"] if runner else [])
+    test_recipe = {"common": common, "layers": test_layers, "layer_names": test_names, "listings": test_listings,
+                   "name": name, "runner_closure": list(runner_closure), "sources": sources}
     if info.libraries:
-        # never pushed, only loaded: the tars themselves, nothing to compress
-        test_layers = [layer.uncompressed() for layer in base.layers]
-        test_layers += [ImageLayer(blob=h.output("layer.tar"), media_type=media.LAYER_TAR, tar=h.output("layer.tar"))
-                        for h in [*layers, *([runner] if runner else [])]]
-        test_listings = {**listings, **({"layer.testrunner": runner.output("files.json")} if runner else {})}
         test_image = ctx.action(
             "image.test", executor=assemble_image, outputs=["config.json", "manifest.json", "index.json"],
             kind="oci.image", phase="test",
             inputs={**common, "layers": [layer.as_input() for layer in test_layers], "name": f"{name}-test",
-                    "layer_names": base_names + own_names + (["graphbuild layer.testrunner"] if runner else [])},
+                    "layer_names": test_names},
             unkeyed={"layer_files": test_listings})
         # The test image is loaded by the first test that runs in it: when every test result
         # comes from a cache, the Docker engine is not needed at all.
@@ -110,7 +115,51 @@ def declare_image(ctx: RuleContext, attrs: Any, info: Any, base: BaseImageInfo, 
                            "sbom": sbom.output(SBOM_OUTPUT), "title": name, "architecture": base.architecture})
     return ImageInfo(label=str(ctx.label), manifest=image.output("manifest.json"), config=image.output("config.json"),
                      index=image.output("index.json"), blobs=tuple(layer.blob for layer in shipped),
-                     sbom=sbom.output(SBOM_OUTPUT), tests=tuple(n.id for n in test_nodes))
+                     sbom=sbom.output(SBOM_OUTPUT), tests=tuple(n.id for n in test_nodes), test_image=test_recipe)
+
+
+def declare_probe(ctx: RuleContext, attrs: Any, info: Any, base: BaseImageInfo, image: ImageInfo,
+                  libraries: list[Any], sources: dict[str, dict[str, Any]], wheels: dict[str, dict],
+                  closures: dict[str, list[str]], library_deps: dict[str, list[str]], key: str) -> NodeHandle:
+    """A *probe*: the environment's test image plus one layer per library in `libraries`
+    (bottom first; the last is the one under test), and that library's tests in it. Never
+    pushed, never loaded unless its test runs. Declared through `ctx` (the environment's
+    context) by `graphbuild matrix`, with the same executors and the same test inputs as the
+    environment's own library layers and tests: a probe whose library, closure and image
+    inputs match a listed library's gets that test result from the cache.
+
+    `key` names the probe's nodes (`probe.<key>.*`); `wheels`, `closures` and `library_deps`
+    describe the added libraries as `EnvironmentInfo` describes listed ones."""
+    recipe = image.test_image
+    common_layer = {"python": attrs.python, "platform": attrs.platform, "format": LAYER_FORMAT,
+                    "prefix": attrs.prefix, "bytecode": attrs.bytecode}
+    added: list[NodeHandle] = []
+    for library in libraries:
+        short = library.label.rsplit(":", 1)[-1]
+        added.append(ctx.action(
+            f"probe.{key}.lib.{short}", executor=build_layer, outputs=LAYER_OUTPUTS, kind="python.library_layer",
+            inputs={**common_layer, "pkg:library": dict(wheels[library.label])}, phase="test",
+            description=f"probe layer of library {library.label} over {ctx.label}"))
+    layers = [*recipe["layers"], *(ImageLayer(blob=h.output("layer.tar"), media_type=media.LAYER_TAR,
+                                               tar=h.output("layer.tar")) for h in added)]
+    names = [*recipe["layer_names"], *(f"graphbuild probe {h.id.split('#', 1)[1]}" for h in added)]
+    listings = {**recipe["listings"], **{h.id.split("#", 1)[1]: h.output("files.json") for h in added}}
+    name = f"{recipe['name']}-probe"
+    probe_image = ctx.action(
+        f"probe.{key}.image", executor=assemble_image, outputs=["config.json", "manifest.json", "index.json"],
+        kind="oci.image", phase="test",
+        inputs={**recipe["common"], "layers": [layer.as_input() for layer in layers], "name": name,
+                "layer_names": names},
+        unkeyed={"layer_files": listings})
+    where = {"image_config": probe_image.output("config.json"), "image_index": probe_image.output("index.json"),
+             "image_layers": [layer.loadable for layer in layers],
+             "image_repository": f"graphbuild/{name}", "environment": f"{ctx.label} (probe)"}
+    probe_info = info.model_copy(update={
+        "wheels": {**info.wheels, **wheels}, "closures": {**info.closures, **closures},
+        "library_deps": {**info.library_deps, **library_deps}})
+    tested = libraries[-1]
+    return _test_node(ctx, attrs, probe_info, base, tested, sources[tested.label], recipe["runner_closure"],
+                      probe_image, where, name=f"probe.{key}.test")
 
 
 def _created(ctx: RuleContext) -> str | None:
@@ -129,7 +178,8 @@ def image_env(attrs: Any) -> dict[str, str]:
 
 
 def _test_node(ctx: RuleContext, attrs: Any, info: Any, base: BaseImageInfo, library: Any, source: dict[str, Any],
-               runner_closure: list[str], test_image: NodeHandle, where: dict[str, Any]) -> NodeHandle:
+               runner_closure: list[str], test_image: NodeHandle, where: dict[str, Any], *,
+               name: str | None = None) -> NodeHandle:
     """A library's tests in the test image, keyed on everything that reaches the test process
     except the packages outside the library's closure (README: "what a test's key holds")."""
     command = list(library.test_command) or pytest_command(list(library.tests))
@@ -159,7 +209,7 @@ def _test_node(ctx: RuleContext, attrs: Any, info: Any, base: BaseImageInfo, lib
         inputs["image"] = test_image.output("manifest.json")
     short = library.label.rsplit(":", 1)[-1]
     return ctx.action(
-        f"test.{short}", executor=run_library_tests, kind="python.test", phase="test",
+        name or f"test.{short}", executor=run_library_tests, kind="python.test", phase="test",
         outputs=["junit.xml", "log.txt"],
         inputs=inputs,
         # the image it runs in and the environment it reports are not what the result depends on

@@ -21,6 +21,7 @@ class PyLibraryInfo(Provider):
     name: str = Field(description="Distribution name (from pyproject.toml for in-repo libraries).")
     kind: str = Field(description="'local' (in the workspace) or 'git'.")
     version: str = Field(default="", description="Version from pyproject.toml (local, when not dynamic).")
+    requires_python: str = Field(default="", description="`requires-python` of pyproject.toml (local libraries).")
     requirements: tuple[Located, ...] = Field(default=(), description="Declared dependencies (local libraries).")
     files: tuple[FileRef, ...] = Field(default=(), description="Source files, .gitignore respected (local).")
     root: str = Field(default="", description="Workspace path of the library's directory (local).")

@@ -54,7 +54,8 @@ def py_library(ctx: RuleContext, attrs: PyLibraryAttrs) -> PyLibraryInfo:
     return PyLibraryInfo(
         label=str(ctx.label), name=requirements.canonicalize_name(project["name"]), kind="local",
         version=str(project.get("version", "")) if "version" not in project.get("dynamic", []) else "",
-        requirements=tuple(reqs), files=files, root=ctx.package, tests=tuple(attrs.tests),
+        requires_python=str(project.get("requires-python", "")), requirements=tuple(reqs), files=files,
+        root=ctx.package, tests=tuple(attrs.tests),
         test_command=tuple(attrs.test_command), test_scope=attrs.test_scope,
         wheel={"wheel": wheel.output("wheel"), "filename": wheel.output("filename")},
         deps=tuple(str(d) for d in attrs.deps),

@@ -9,3 +9,11 @@ def test_zscore_centres_and_scales():
 
 def test_constant_input():
     assert (zscore([5, 5]) == 0).all()
+
+
+def test_load_experiment(tmp_path):
+    from research_tools import load_experiment
+
+    path = tmp_path / "exp.toml"
+    path.write_text('seed = 7\n')
+    assert load_experiment(path) == {"seed": 7}

@@ -32,6 +32,14 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
                         help="none (default: only loopback) or host (the host's network)")
     parser.add_argument("--env", "-e", action="append", default=[], metavar="NAME[=VALUE]", dest="env_vars",
                         help="set a variable in the container (NAME alone passes the caller's value); repeatable")
+    parser.add_argument("--pick", action="store_true", help="choose the environment as `graphbuild pick` does "
+                        "(give no ENV): the smallest that can run the workload described by --requires, "
+                        "--library and --script")
+    parser.add_argument("--requires", nargs="+", metavar="REQ", default=[], help="with --pick: PEP 508 "
+                        "requirements the command needs")
+    parser.add_argument("--library", metavar="LIB", help="with --pick: a library whose requirements the command "
+                        "needs (its tests must pass there)")
+    parser.add_argument("--script", metavar="FILE", help="with --pick: a Python file whose imports the command needs")
     parser.set_defaults(handler=run_exec)
 
 
@@ -41,6 +49,18 @@ def run_exec(session: Session, args: argparse.Namespace) -> int:
     command = list(args.command)
     if command[:1] == ["--"]:
         command = command[1:]
+    if args.pick:
+        # no ENV with --pick: what argparse took for one is the command's first word
+        command = [args.environment, *command] if args.environment else command
+        if not command:
+            raise UsageError("exec --pick: no command to run", hint="graphbuild exec --pick --requires numpy -- "
+                             "python job.py")
+        args.environment = _picked(session, args)
+        if args.environment is None:
+            return EXIT_BUILD_FAILED
+    elif args.requires or args.library or args.script:
+        raise UsageError("--requires, --library and --script describe a workload for --pick",
+                         hint="add --pick (and drop ENV), or drop them")
     if not args.environment:
         raise UsageError("exec needs an environment and a command", hint="graphbuild exec //envs:prod -- python -V")
     if not command:
@@ -78,6 +98,42 @@ def run_exec(session: Session, args: argparse.Namespace) -> int:
     except FileNotFoundError:
         sys.stderr.write("error: the docker command is not installed (exec runs `docker run`)\n")
         return EXIT_BAD_INPUT
+
+
+def _picked(session: Session, args: argparse.Namespace) -> str | None:
+    """The environment `graphbuild pick` would choose for the workload (said on stderr), or None
+    after saying why none qualifies."""
+    from graphbuild.cli.matrix import analyse_workspace, context_maker, run_extra_nodes, select
+    from graphbuild.rules.python import imports, matrix, pick
+
+    if not (args.requires or args.library or args.script):
+        raise UsageError("exec --pick needs a workload: --requires, --library or --script (or several)",
+                         hint="graphbuild exec --pick --requires 'numpy>=2' -- python job.py")
+    requires = pick.parse_requirements(args.requires)
+    script_imports = imports.script_imports(session.cwd / args.script, args.script) if args.script else {}
+    analysis = analyse_workspace(session)
+    workspace = matrix.view(analysis, session.workspace.root)
+    library = select(session, [args.library], workspace.libraries, "library")[0] if args.library else None
+    plan = pick.plan(analysis, workspace, context_maker(session, analysis), requires=requires, library=library,
+                     imports=script_imports, workspace_root=session.workspace.root)
+    quiet = args.json
+    args.json = True  # the pick's own nodes are not reported line by line
+    try:
+        outcomes = run_extra_nodes(session, args, analysis, plan.nodes, plan.wanted)
+    finally:
+        args.json = quiet
+
+    def read_output(node: str, name: str) -> bytes:
+        return Path(session.blobs.verified_path(outcomes[node].outputs[name][0])).read_bytes()
+
+    choice = pick.finish(plan, outcomes, read_output)
+    if choice.chosen is None:
+        sys.stderr.write(pick.render(choice) + "\n")
+        return None
+    others = [c.label for c in choice.ranking if c is not choice.chosen]
+    sys.stderr.write(f"exec: picked {choice.chosen.label}, the smallest environment that can run it"
+                     + (f" (ranked above {', '.join(others)})" if others else "") + "\n")
+    return choice.chosen.label
 
 
 def load_environment(session: Session, args: argparse.Namespace, analysis, load_node: str) -> str | None:

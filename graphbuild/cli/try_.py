@@ -109,7 +109,7 @@ def _try(session: Session, args: argparse.Namespace, reporter: ConsoleReporter) 
     reporter.flush()
     text = candidates.render(comparison, str(env), str(candidate))
     if comparison.regressions:
-        text += "\nREGRESSED: " + ", ".join(comparison.regressions)
+        text += "\nREGRESSED: " + ", ".join(candidates.short(lab) for lab in comparison.regressions)
     elif clean:
         text += f"\nnothing regressed; the candidate's lock is {now[EnvironmentInfo].lock_path}"
         text += (f" (adopted: {before[EnvironmentInfo].lock_path} rewritten)" if adopted

@@ -78,6 +78,12 @@ def compare(before: dict[str, dict], now: dict[str, dict], before_tests: dict[st
     return Comparison(moved_packages(before, now), libraries, regressions, broken)
 
 
+def short(label: str) -> str:
+    """`//libs/x:x` as people write it, `//libs/x`."""
+    package, _, name = label.partition(":")
+    return package if name and package.rsplit("/", 1)[-1] == name else label
+
+
 def render(comparison: Comparison, env: str, candidate: str) -> str:
     lines = [f"candidate {candidate} of {env}:"]
     if comparison.moved:
@@ -89,11 +95,11 @@ def render(comparison: Comparison, env: str, candidate: str) -> str:
         lines.append("  no package moved (the lock already has the newest versions the stack allows)")
     if comparison.libraries:
         lines.append("  library tests (before -> now):")
-        width = max(len(n) for n in comparison.libraries)
+        width = max(len(short(n)) for n in comparison.libraries)
         for library, entry in comparison.libraries.items():
             mark = "  REGRESSED" if library in comparison.regressions else ""
             reused = " (reused: same inputs)" if entry.get("reused_from") else ""
-            lines.append(f"    {library:<{width}}  {entry['before']} -> {entry['now']}{mark}{reused}")
+            lines.append(f"    {short(library):<{width}}  {entry['before']} -> {entry['now']}{mark}{reused}")
             for test in entry.get("failing", [])[:10]:
                 lines.append(f"      failing: {test}")
     for nid in comparison.broken:

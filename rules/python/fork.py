@@ -73,8 +73,6 @@ def inherit(ctx: RuleContext, attrs: Any) -> tuple[Any, dict[str, Any] | None]:
     parent = ctx.provider(attrs.fork, ForkableInfo, attr="fork")
     taken = {k: v for k, v in parent.attrs.items() if k not in NOT_INHERITED and k not in attrs.model_fields_set}
     merged = attrs.model_copy(update=taken)
-    if merged.base is None:
-        raise ctx.error(f"fork {parent.label} has no base: there is nothing to test a fork in", attr="fork")
     parent_lock = read_parent_lock(ctx, parent)
     upgrades = lockfile.requirement_set(list(attrs.upgrade))
     libraries = {lib.get("name") for lib in parent_lock.libraries.values()}
@@ -86,6 +84,8 @@ def inherit(ctx: RuleContext, attrs: Any) -> tuple[Any, dict[str, Any] | None]:
         if name not in parent_lock.packages:
             raise ctx.error(f"upgrade {text!r}: {parent.label} has no package {name}", attr="upgrade",
                             hint="upgrade a package its lock holds: " + _some(sorted(parent_lock.packages)))
+    if merged.base is None:
+        raise ctx.error(f"fork {parent.label} has no base: there is nothing to test a fork in", attr="fork")
     fork = {"of": parent.label, "lock": parent.lock, "upgrade": upgrades, "parent_pins": pins_digest(parent_lock)}
     return merged, fork
 

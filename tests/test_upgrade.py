@@ -6,6 +6,7 @@ it does not change; and bad input (exit 2, no traceback)."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -33,8 +34,17 @@ def example(tmp_path_factory: pytest.TempPathFactory, registry: str) -> Iterator
     yield TestWorkspace(top / "example", top / "cache")
 
 
-def _process(ws: TestWorkspace, *args: str, cwd: Path | None = None):
-    proc = ws.gb_process(*args, cwd=cwd)
+def _exec_process(ws: TestWorkspace, *args: str, cwd: Path | None = None) -> subprocess.Popen:
+    """`graphbuild exec ARGS` in a process of its own (the command's output is the process's),
+    the workspace and cache options before the `--` that starts the command."""
+    split = args.index("--")
+    argv = [sys.executable, "-m", "graphbuild", "exec", *args[:split], "--cache-dir", str(ws.cache),
+            *([] if cwd else ["-C", str(ws.root)]), *args[split:]]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd or ws.root)
+
+
+def _process(ws: TestWorkspace, *args: str, cwd: Path | None = None) -> tuple[int, str, str]:
+    proc = _exec_process(ws, *args, cwd=cwd)
     out, err = proc.communicate(timeout=900)
     return proc.returncode, out, err
 
@@ -47,14 +57,17 @@ def test_exec_returns_the_commands_exit_status_and_sees_the_directory_read_only(
     job.mkdir()
     (job / "data.txt").write_text("forty-two\n")
     code, out, err = _process(
-        example, "exec", "-q", "--workdir", str(job), "-e", "GREETING=hello", PROD, "--",
+        example, "-q", "--workdir", str(job), "-e", "GREETING=hello", PROD, "--",
         "python", "-c", "import os, sys, numpy; print(os.getcwd(), open('data.txt').read().strip(), "
         "os.environ['GREETING'], numpy.__name__); open('new.txt', 'w')")
     assert code == 1, (out, err)  # the mount is read-only: the command's own failure, its own status
     assert "/work forty-two hello numpy" in out, err
     assert "Read-only file system" in err
-    code, out, err = _process(example, "exec", "-q", PROD, "--", "sh", "-c", "exit 7", cwd=job)
+    # the current directory by default
+    code, out, err = _process(example, "-q", PROD, "--", "sh", "-c", "ls /work; exit 7",
+                              cwd=example.root / "libs" / "legacyconf")
     assert code == 7, err
+    assert "pyproject.toml" in out.split()
 
 
 def test_resources_reach_the_exec_container_read_back_from_the_engine(example):
@@ -69,7 +82,7 @@ environment(
 )
 """)
     assert example.gb("lock", "//envs:limited").exit_code == 0
-    proc = example.gb_process("exec", "-q", "//envs:limited", "--", "sleep", "120")
+    proc = _exec_process(example, "-q", "//envs:limited", "--", "sleep", "120")
     client = docker_client()
     try:
         found = []

@@ -43,6 +43,15 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
     parser.set_defaults(handler=run_exec)
 
 
+def split_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """`exec [options] ENV [options] -- CMD...`: the command is everything after the first `--`,
+    taken out before the options are parsed (so options may follow ENV)."""
+    if argv[:1] != ["exec"] or "--" not in argv:
+        return argv, None
+    index = argv.index("--")
+    return argv[:index], argv[index + 1:]
+
+
 def run_exec(session: Session, args: argparse.Namespace) -> int:
     from graphbuild.rules.python.workload import WorkloadInfo, docker_run_args, parse_env_flags
 
@@ -70,7 +79,8 @@ def run_exec(session: Session, args: argparse.Namespace) -> int:
         env = parse_env_flags(args.env_vars)
     except ValueError as err:
         raise UsageError(str(err)) from None
-    directory = Path(args.workdir).expanduser() if args.workdir else Path.cwd()
+    # -C DIR is "as if started in DIR": DIR is the current directory mounted
+    directory = session.cwd / Path(args.workdir).expanduser() if args.workdir else session.cwd
     if not directory.is_dir():
         raise UsageError(f"--workdir {args.workdir}: no such directory")
     labels = session.labels([args.environment])

@@ -77,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
     prestart()  # (again, if a test's command killed it)
+    argv, after_dashes = exec.split_command(sys.argv[1:] if argv is None else list(argv))
     args = make_parser().parse_args(argv)
+    if after_dashes is not None:
+        args.command = after_dashes
     session = None
     try:
         from graphbuild.cli.session import Session

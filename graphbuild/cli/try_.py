@@ -27,9 +27,12 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
     parser = sub.add_parser("try", parents=[parent], help=_HELP, description=_HELP + ". Exit 0 when nothing "
                             "regressed, 1 when a library that passed fails now, 2 on bad input.")
     parser.add_argument("environment", metavar="ENV", help="the environment (//envs:prod)")
-    parser.add_argument("--upgrade", action="append", default=[], metavar="REQ", required=True,
+    parser.add_argument("--upgrade", action="append", default=[], metavar="REQ",
                         help="a package to move forward: NAME (the newest the stack allows) or a requirement "
                              "(\"pandas>=2.2\"); repeatable")
+    parser.add_argument("--all", action="store_true", dest="upgrade_all",
+                        help="every package to the newest version the environment's spec allows (what "
+                             "`graphbuild lock --upgrade` would take); what scheduled pipelines run")
     parser.add_argument("--adopt", action="store_true",
                         help="when nothing regressed, write the candidate's lock as the environment's")
     parser.set_defaults(handler=run_try)
@@ -50,6 +53,8 @@ def _try(session: Session, args: argparse.Namespace, reporter: ConsoleReporter) 
     from graphbuild.rules.python.environment import EnvironmentInfo
 
     started = time.monotonic()
+    if not args.upgrade and not args.upgrade_all:
+        raise UsageError("try needs --upgrade PKG (repeatable) or --all", hint="try //envs:prod --upgrade numpy")
     for text in args.upgrade:
         try:
             candidates.check_upgrade(text)
@@ -62,11 +67,9 @@ def _try(session: Session, args: argparse.Namespace, reporter: ConsoleReporter) 
     target = session.loader.target(env)
     if target.rule.name != "environment":
         raise UsageError(f"{env} is a {target.rule.name}, not an environment", hint="try //envs:prod --upgrade numpy")
-    candidate = _declare_candidate(session, target, list(args.upgrade))
     # 1. the candidate's lock, from the environment's (which is never written)
-    lock_analysis = session.analyze([candidate], locking=True)
+    candidate, outcomes = lock_candidate(session, reporter, target, list(args.upgrade), args.upgrade_all)
     lock_node = f"{candidate}#lock"
-    outcomes = _execute(session, reporter, lock_analysis, [lock_node], [])
     if not outcomes[lock_node].ok:
         failure = outcomes[lock_node]
         where = f"{failure.location}: " if failure.location else ""
@@ -99,7 +102,8 @@ def _try(session: Session, args: argparse.Namespace, reporter: ConsoleReporter) 
     cached = sum(1 for o in outcomes.values() if o.status == "cached")
     if args.json:
         emit_json({"command": "try", "environment": str(env), "candidate": str(candidate),
-                   "upgrade": list(args.upgrade), "candidate_lock": now[EnvironmentInfo].lock_path,
+                   "upgrade": list(args.upgrade), "all": args.upgrade_all,
+                   "candidate_lock": now[EnvironmentInfo].lock_path,
                    **comparison.to_json(), "adopted": adopted, "exit_code": code,
                    "nodes": [{"id": nid, "status": outcomes[nid].status, "key": outcomes[nid].key,
                               "cached_from": outcomes[nid].cached_from} for nid in [lock_node, *order]
@@ -130,6 +134,18 @@ def _library_of(providers: dict, test_node: str) -> str:
         if library.label.rsplit(":", 1)[-1] == short:
             return library.label
     return short
+
+
+def lock_candidate(session: Session, reporter: ConsoleReporter, target: Target, upgrades: list[str],
+                   upgrade_all: bool = False) -> tuple[Label, dict]:
+    """Declare the candidate of `target` and run its lock node: its label and the outcomes."""
+    from graphbuild.cli.build import _execute
+
+    candidate = _declare_candidate(session, target, upgrades)
+    analysis = session.analyze([candidate], locking=True)
+    outcomes = _execute(session, reporter, analysis, [f"{candidate}#lock"], [],
+                        options={"upgrade": upgrade_all})
+    return candidate, outcomes
 
 
 def _declare_candidate(session: Session, target: Target, upgrades: list[str]) -> Label:

@@ -20,7 +20,7 @@ import tomli_w
 from graphbuild.rules.python import lockfile
 from graphbuild.rules.python.fork import CANDIDATE_SUFFIX, check_upgrade
 
-__all__ = ["CANDIDATE_SUFFIX", "Comparison", "adopt", "check_upgrade", "compare", "moved_packages"]
+__all__ = ["CANDIDATE_SUFFIX", "Comparison", "adopt", "check_upgrade", "compare", "moved_between", "moved_packages"]
 
 
 @dataclass
@@ -117,3 +117,9 @@ def adopt(candidate_lock: Path, lock: Path) -> None:
     tmp = lock.with_name(f".{lock.name}.tmp-{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, lock)
+
+
+def moved_between(lock: Path, candidate_lock: Path) -> dict[str, tuple[str | None, str | None]]:
+    """The packages whose versions differ between two lock files."""
+    before, now = (lockfile.parse(path.read_text()).packages for path in (lock, candidate_lock))
+    return moved_packages(before, now)

@@ -118,8 +118,8 @@ def _try(session: Session, args: argparse.Namespace, reporter: ConsoleReporter) 
         text += f"\nnothing regressed; the candidate's lock is {now[EnvironmentInfo].lock_path}"
         text += (f" (adopted: {before[EnvironmentInfo].lock_path} rewritten)" if adopted
                  else f" (`--adopt` writes it as {before[EnvironmentInfo].lock_path})")
-    elif args.adopt:
-        text += "\nnot adopted: the candidate is not clean"
+    if args.adopt and not clean:
+        text += f"\nnot adopted: {before[EnvironmentInfo].lock_path} is unchanged"
     sys.stdout.write(text + f"\n{len(outcomes)} nodes: {ran} ran, {cached} cached in "
                      f"{time.monotonic() - started:.2f} s\n")
     return code

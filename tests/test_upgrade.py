@@ -6,6 +6,8 @@ it does not change; and bad input (exit 2, no traceback)."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import time
@@ -158,6 +160,41 @@ environment(
     assert "layer.core" in shared and "layer.core" not in changed
     assert not any(nid.startswith("//envs:prod-next#push") for nid in nodes)  # push is never inherited
     assert nodes["//envs:prod-next#test.textstats"]["key"] == nodes[f"{PROD}#test.textstats"]["key"]
+
+
+def test_the_upgrades_pipeline_validates_and_runs_under_gitlab_ci_local(example, tmp_path):
+    import shutil
+
+    import yaml
+    from test_ci_gitlab import GRAPHBUILD, git, validate
+
+    runner = shutil.which("gitlab-ci-local")
+    if runner is None:
+        pytest.skip("gitlab-ci-local is not installed (scripts/setup.sh installs it)")
+    generated = example.gb("ci", "gitlab", "--upgrades", PROD, "//envs:dev", "--graphbuild", str(GRAPHBUILD))
+    assert generated.exit_code == 0, generated.stderr
+    validate(tmp_path, generated.stdout)
+    document = yaml.safe_load(generated.stdout)
+    # prod has a newer tomli its spec allows; dev has nothing newer: no job for it
+    assert [name for name in document if name.startswith("upgrade:")] == ["upgrade:envs_prod"]
+    job = document["upgrade:envs_prod"]
+    assert job["artifacts"] == {"when": "always", "paths": ["reports/"], "expire_in": "30 days"}
+    assert "tomli 1.2.3 -> 2." in job["script"][0]
+    assert (example.root / LOCK).read_text().count('name = "tomli"\nversion = "1.2.3"') == 1  # untouched
+    (example.root / ".gitlab-ci.yml").write_text(generated.stdout)
+    (example.root / ".gitignore").write_text("graphbuild-out/\nreports/\n.gitlab-ci-local/\n.bases/\n.repos/\n")
+    git(example.root, "init", "-q", "-b", "main")
+    git(example.root, "add", "-A")
+    git(example.root, "commit", "-q", "-m", "example")
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("GRAPHBUILD_CACHE", "CI_"))}
+    proc = subprocess.run([runner, "--shell-isolation=false", "--no-color", "--variable",
+                           f"GRAPHBUILD_CACHE_DIR={example.cache}"], cwd=example.root, capture_output=True, text=True,
+                          timeout=900, env={**env, "HOME": str(tmp_path / "home")})
+    log = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "FAIL  upgrade:envs_prod" in log, log  # legacyconf regressed: the job fails
+    report = json.loads((example.root / "reports/try-envs_prod.json").read_text())  # and its report is kept
+    assert report["regressions"] == [LEGACYCONF] and report["all"] is True
+    assert "REGRESSED: //libs/legacyconf" in (example.root / "reports/try-envs_prod.txt").read_text()
 
 
 @pytest.mark.parametrize("args, expected", [

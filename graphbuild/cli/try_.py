@@ -10,8 +10,10 @@ library that passed fails now (or the candidate could not be built); 2: bad inpu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
+from collections.abc import Iterator
 
 from graphbuild.cli.output import emit_json
 from graphbuild.cli.session import Session
@@ -41,9 +43,31 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
 def run_try(session: Session, args: argparse.Namespace) -> int:
     reporter = ConsoleReporter(verbose=args.verbose, quiet=args.quiet or args.json)
     try:
-        return _try(session, args, reporter)
+        with _one_try_per_workspace(session):
+            return _try(session, args, reporter)
     finally:
         reporter.flush()
+
+
+@contextlib.contextmanager
+def _one_try_per_workspace(session: Session) -> Iterator[None]:
+    """Two `try` at once in one workspace would write the same candidate lock file under each
+    other: the second waits for the first (a lock the kernel releases if the process dies)."""
+    import fcntl
+
+    import xxhash
+
+    path = session.cache.tmp / f"try-{xxhash.xxh3_64_hexdigest(str(session.workspace.root).encode())}.lock"
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            sys.stderr.write("waiting for another `graphbuild try` in this workspace to finish...\n")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _try(session: Session, args: argparse.Namespace, reporter: ConsoleReporter) -> int:

@@ -72,6 +72,23 @@ def test_exec_returns_the_commands_exit_status_and_sees_the_directory_read_only(
     assert "pyproject.toml" in out.split()
 
 
+def test_exec_attaches_the_terminal_when_there_is_one(example):
+    import shlex
+    import shutil
+
+    if shutil.which("script") is None:
+        pytest.skip("needs script(1) from util-linux for a pseudo-terminal")
+    argv = [sys.executable, "-m", "graphbuild", "exec", "-q", "--cache-dir", str(example.cache), "-C",
+            str(example.root), PROD, "--", "sh", "-c", "tty; test -t 0 && test -t 1 && echo both-terminals"]
+    proc = subprocess.run(["script", "-qec", shlex.join(argv), "/dev/null"], capture_output=True, text=True,
+                          timeout=900, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "/dev/pts/" in proc.stdout and "both-terminals" in proc.stdout
+    # without a terminal: none in the container either
+    code, out, _ = _process(example, "-q", PROD, "--", "sh", "-c", "tty || true")
+    assert code == 0 and "not a tty" in out
+
+
 def test_resources_reach_the_exec_container_read_back_from_the_engine(example):
     from graphbuild.rules.oci.docker_engine import docker_client
     from graphbuild.rules.python.workload import EXEC_LABEL
@@ -206,7 +223,7 @@ def test_the_upgrades_pipeline_validates_and_runs_under_gitlab_ci_local(example,
     (["try", PROD, "--upgrade", "numpy>>1"], "invalid requirement 'numpy>>1'"),
     (["try", PROD, "--upgrade", "notapackage"], "//envs:prod has no package notapackage"),
     (["try", PROD, "--upgrade", "jobconfig"], "is a library of //envs:prod"),
-    (["try", PROD], "the following arguments are required: --upgrade"),
+    (["try", PROD], "try needs --upgrade PKG (repeatable) or --all"),
 ])
 def test_bad_input_is_a_clear_error_with_exit_2(example, args, expected):
     result = example.gb(*args)

@@ -151,7 +151,8 @@ def load_environment(session: Session, args: argparse.Namespace, analysis, load_
     after reporting the failure."""
     from graphbuild.cli.build import _execute
 
-    reporter = ConsoleReporter(verbose=args.verbose, quiet=True)
+    # progress on stderr (the command's output is stdout); -q keeps it to failures
+    reporter = ConsoleReporter(verbose=args.verbose, quiet=args.quiet or args.json)
     order = node_closure(analysis, load_node)
     try:
         outcomes = _execute(session, reporter, analysis, order, [])

@@ -116,3 +116,15 @@ def test_fork_and_upgrade_mistakes_are_spec_errors_at_their_line(ws, body, line,
     assert message in result.stderr
     assert f"envs/BUILD.envs:{line}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_forks_lock_is_stale_when_its_parents_lock_or_its_upgrades_change():
+    from graphbuild.rules.python.lockfile import spec_changes
+
+    base = {"python": "3.11", "platform": "p", "layers": [], "libraries": [], "test_runner": []}
+    fork = {"of": "//envs:prod", "lock": "envs/pylock.prod.toml", "upgrade": ["numpy"], "parent_pins": "a"}
+    assert spec_changes({**base, "fork": fork}, {**base, "fork": {**fork, "parent_pins": "b"}}, {}) == [
+        "the lock of //envs:prod, which it forks, changed since"]
+    assert spec_changes({**base, "fork": fork}, {**base, "fork": {**fork, "upgrade": ["numpy", "scipy"]}}, {}) == [
+        "upgrade ['numpy'] -> ['numpy', 'scipy']"]
+    assert spec_changes(base, {**base, "fork": fork}, {}) == ["fork (none) -> //envs:prod"]

@@ -59,6 +59,12 @@ class SpecError(GraphbuildError):
     """A BUILD.envs file, a loaded rule file or a lock file says something invalid."""
 
 
+class StaleLock(SpecError):
+    """A file the spec derives and the repository checks in (a lock file) is missing, out of
+    date or damaged: `graphbuild lock` (or `--relock`) writes it again. Only this error makes
+    `--relock` relock a target; any other spec error is reported as it is."""
+
+
 class UsageError(GraphbuildError):
     """The command line asks for something that cannot be done."""
 

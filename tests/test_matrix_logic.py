@@ -193,3 +193,11 @@ def test_junit_has_a_case_per_library_failures_and_skips(tmp_path):
     ml = ET.parse(paths[1]).getroot().find("testsuite")
     assert (ml.get("tests"), ml.get("failures"), ml.get("skipped")) == ("2", "1", "1")
     assert ml.find("testcase/failure").text == "t::test_x"
+
+
+def test_probe_node_names_stay_unique_when_two_libraries_share_a_name():
+    libraries = {"//a:util": None, "//b:util": None, "//libs/x:x": None}
+    keys = matrix._probe_keys(libraries)
+    assert keys == {"//a:util": "a_util", "//b:util": "b_util", "//libs/x:x": "x"}
+    assert matrix_report.short("//libs/x:x") == "//libs/x"
+    assert matrix_report.short("//envs:research_tools") == "//envs:research_tools"

@@ -10,7 +10,8 @@ upgrade drags along moves. `graphbuild try` declares such a fork for one questio
 
 An upgrade is a requirement: `numpy` (the newest numpy the rest of the stack allows: the
 parent's own bound on numpy is lifted) or `pandas>=2.2` (replacing the parent's requirement on
-pandas). Only packages the parent's lock holds can be upgraded; libraries are built from their
+pandas); `*` takes every package to the newest version the spec allows (what `lock --upgrade`
+would take). Only packages the parent's lock holds can be upgraded; libraries are built from their
 sources and move with them.
 
 The fork's lock records which parent lock it was made from (a digest of its pins): relocking
@@ -50,8 +51,14 @@ def pins_digest(lock: lockfile.Lock) -> str:
     return xxhash.xxh3_128_hexdigest(text.encode())
 
 
+#: `upgrade = ["*"]`: every package to the newest version the spec allows (`lock --upgrade`)
+EVERYTHING = "*"
+
+
 def check_upgrade(text: str) -> str:
-    """A field validator's check: a PEP 508 requirement without markers or URL."""
+    """A field validator's check: a PEP 508 requirement without markers or URL, or "*"."""
+    if text == EVERYTHING:
+        return text
     try:
         requirement = Requirement(text)
     except InvalidRequirement as err:
@@ -77,6 +84,8 @@ def inherit(ctx: RuleContext, attrs: Any) -> tuple[Any, dict[str, Any] | None]:
     upgrades = lockfile.requirement_set(list(attrs.upgrade))
     libraries = {lib.get("name") for lib in parent_lock.libraries.values()}
     for text in upgrades:
+        if text == EVERYTHING:
+            continue
         name = canonicalize_name(Requirement(text).name)
         if name in libraries:
             raise ctx.error(f"upgrade {text!r}: {name} is a library of {parent.label}, built from its sources",
@@ -118,6 +127,10 @@ def plan_steps(parent: lockfile.Lock, steps: list[tuple[str, list[str]]], upgrad
     first = len(steps)
     names: set[str] = set()
     for text in upgrades:
+        if text == EVERYTHING:  # nothing kept, nothing preferred: resolved afresh
+            names.update(n for layer in parent.layers for n in layer["packages"])
+            first = 0
+            continue
         name = canonicalize_name(Requirement(text).name)
         names.add(name)
         index = holder.get(name)

@@ -79,7 +79,7 @@ def _catches_import_error(handler: ast.ExceptHandler) -> bool:
     return handler.type is None or any(isinstance(k, ast.Name) and k.id in names for k in kinds)
 
 
-@executor("python.modules", version=1)
+@executor("python.modules", version=2)
 def index_modules(ctx: ExecContext) -> dict[str, Any]:
     """Keyed inputs: `layers` (the environment's shipped layer tars). Output `modules.json`:
     {"modules": {top-level name: [distribution, ...]}, "distributions": {name: version},
@@ -130,7 +130,9 @@ def _dist_infos(tar: tarfile.TarFile, members: list[tarfile.TarInfo]) -> dict[st
             record = by_name.get(base + "RECORD")
             text = tar.extractfile(record).read().decode(errors="replace") if record is not None else ""
             names = {_top_of(row[0]) for row in csv.reader(io.StringIO(text)) if row}
-        found[parts[0]] = {"name": canonicalize_name(name) if name else "", "top_level": sorted(n for n in names if n)}
+        # only names `import` can reach (a hostile top_level.txt may say anything)
+        found[parts[0]] = {"name": canonicalize_name(name) if name else "",
+                           "top_level": sorted(n for n in names if n.isidentifier())}
     return found
 
 

@@ -74,6 +74,7 @@ class Workspace:
     environments: dict[str, EnvironmentView]
     libraries: dict[str, PyLibraryInfo]
     needs: dict[str, compat.Need]  # canonical distribution name -> Need
+    needs_by_label: dict[str, compat.Need] = field(default_factory=dict)
 
 
 def view(analysis: Any, workspace_root: Path) -> Workspace:
@@ -87,11 +88,9 @@ def view(analysis: Any, workspace_root: Path) -> Workspace:
         elif target.rule.name in LIBRARY_RULES and PyLibraryInfo in providers:
             libraries[str(label)] = providers[PyLibraryInfo]
     locks = [env.lock for env in environments.values()]
-    needs = {}
-    for library in libraries.values():
-        need = _need(library, locks)
-        needs[need.name] = need
-    return Workspace(environments, libraries, needs)
+    by_label = {label: _need(library, locks) for label, library in libraries.items()}
+    needs = {need.name: need for need in by_label.values()}
+    return Workspace(environments, libraries, needs, by_label)
 
 
 def _environment(analysis: Any, target: Any, providers: Mapping[type, Any], root: Path) -> EnvironmentView:
@@ -185,7 +184,7 @@ def plan(analysis: Any, workspace: Workspace, environments: list[str], libraries
 
 
 def _need_of(workspace: Workspace, library: PyLibraryInfo) -> compat.Need:
-    return next(n for n in workspace.needs.values() if n.label == library.label)
+    return workspace.needs_by_label[library.label]
 
 
 def _probe_keys(libraries: Mapping[str, PyLibraryInfo]) -> dict[str, str]:
@@ -237,7 +236,7 @@ def _is_package(requirement: str, lock: lockfile.Lock) -> bool:
 
 def _library_deps(library: PyLibraryInfo, workspace: Workspace, present: Mapping[str, str]) -> list[str]:
     """The in-repo libraries (of those in the probe image) `library` needs, transitively."""
-    by_label = {n.label: n for n in workspace.needs.values()}
+    by_label = workspace.needs_by_label
     seen: set[str] = set()
     todo = [library.label]
     while todo:

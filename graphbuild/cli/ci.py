@@ -21,14 +21,22 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     gitlab.add_argument("--before-script", action="append", default=[], metavar="CMD",
                         help="a command run before each job (e.g. installing graphbuild); repeatable")
     gitlab.add_argument("--graphbuild", default="graphbuild", metavar="CMD", help="how jobs call graphbuild")
+    gitlab.add_argument("--upgrades", action="store_true",
+                        help="instead: a pipeline for a scheduled run trying newer versions of each environment's "
+                             "packages (`graphbuild try ENV --all`), a job per environment that has some")
     add_global_options(gitlab, on_verb=True)
 
 
 def run(ctx: Any, args: argparse.Namespace) -> Any:
+    if args.upgrades:  # the Python rules' pipeline (candidate upgrades are theirs to find)
+        from graphbuild.verbs import Verb
+
+        return Verb("ci", "", run=UPGRADES).runner()(ctx, args)
     from graphbuild.operations.pipeline import gitlab
     from graphbuild.reporting.pipeline import rendered
 
     return rendered(gitlab(ctx.session, args))
 
 
+UPGRADES = "graphbuild.rules.python.workload_verbs:run_upgrades_pipeline"
 VERBS = [Verb("ci", "generate CI pipelines", _configure, run)]

@@ -67,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     except GraphbuildError as err:
         sys.stderr.write(f"error: {err.render()}\n")
         return err.exit_code
+    argv, after_dashes = _command_after_dashes(argv)
     args = parser.parse_args(argv)
+    if after_dashes is not None:
+        args.command = after_dashes
     verb: Verb = args._verb
     args._parser = parser
     session = None
@@ -107,6 +110,21 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if session is not None:
             session.close()
+
+
+#: verbs whose arguments end with a command of their own: `exec [options] ENV -- CMD...`
+COMMAND_VERBS = ("exec",)
+
+
+def _command_after_dashes(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """For `exec`, everything after the first `--` is the command, taken out before the options
+    are parsed (so options may come after ENV, and the command's own options stay its own)."""
+    if "--" not in argv:
+        return argv, None
+    index = argv.index("--")
+    if not any(word in COMMAND_VERBS for word in argv[:index]):
+        return argv, None
+    return argv[:index], argv[index + 1:]
 
 
 def _plugin_start(argv: list[str]) -> Path | None:

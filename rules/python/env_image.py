@@ -187,7 +187,7 @@ def _test_node(ctx: RuleContext, attrs: Any, info: Any, base: BaseImageInfo, lib
         "wheel": info.wheels[library.label]["wheel"],  # the bytes under test, not the sources they came from
         "tests": list(library.tests),
         "command": command,
-        "timeout": ctx.located("test_timeout"),
+        "timeout": Located(attrs.test_timeout, ctx.attr_location("test_timeout")),  # a fork's own or its parent's
         "container": Located(container_spec_for_tests(attrs.resources, attrs.test_user),
                              ctx.attr_location("resources")),
         "runtime": Located(runtime_config(list(base.env), image_env(attrs)), ctx.attr_location("env")),

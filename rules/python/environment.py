@@ -33,6 +33,7 @@ from graphbuild.rules.oci.compress import compression_problem
 from graphbuild.rules.oci.container import DEFAULT_TEST_USER, Resources, check_user
 from graphbuild.rules.python import lockfile, platforms
 from graphbuild.rules.python.env_image import declare_image
+from graphbuild.rules.python.fork import ForkableInfo, check_upgrade, inherit
 from graphbuild.rules.python.layers import DEFAULT_PREFIX, LAYER_FORMAT, LAYER_OUTPUTS, build_layer, build_venv_layer
 from graphbuild.rules.python.lockfile import LIBRARIES_GROUP, TEST_RUNNER_GROUP
 from graphbuild.rules.python.locking import lock_environment
@@ -40,6 +41,7 @@ from graphbuild.rules.python.providers import PyLayerInfo, PyLibraryInfo
 from graphbuild.rules.python.requirements import canonicalize_name, name_of
 from graphbuild.rules.python.sbom import SbomComponent
 from graphbuild.rules.python.wheels import wheel_from_git, wheel_from_sdist
+from graphbuild.rules.python.workload import WorkloadInfo, resources_data
 
 
 class EnvironmentAttrs(Attrs):
@@ -61,7 +63,8 @@ class EnvironmentAttrs(Attrs):
     env: dict[str, str] = Field(default={}, description="Environment variables of the image.")
     cmd: list[str] = Field(default=["python"], description="The image's default command.")
     resources: Resources = Field(default_factory=Resources, description="Limits of the containers the "
-                                 "environment's tests run in: {\"cpus\": 2, \"memory\": \"4g\", \"pids\": 512}; "
+                                 "environment's tests and `graphbuild exec` workloads run in: "
+                                 "{\"cpus\": 2, \"memory\": \"4g\", \"pids\": 512}; "
                                  "unset keys keep their defaults (memory 4g, pids 512, cpus unlimited), "
                                  "None lifts one.")
     layer_compression: str = Field(default="gzip", description="How the image's layers are compressed: \"gzip\" "
@@ -69,9 +72,20 @@ class EnvironmentAttrs(Attrs):
                                    "type, which older engines cannot pull) or \"none\".")
     layer_compression_level: int | None = Field(default=None, description="The compression level (gzip 1-9, "
                                                 "default 6; zstd 1-19, default 3).")
+    fork: LabelAttr | None = Field(default=None, description="An environment this one copies: every attribute "
+                                   "not set here is the forked one's (never push), and its lock is the forked lock "
+                                   "with the `upgrade` packages moved forward; layers that do not change are shared.")
+    upgrade: list[str] = Field(default=[], description="With fork: packages to move forward, as requirements "
+                               "(\"numpy\": the newest the stack allows; \"pandas>=2.2\" replaces the forked "
+                               "requirement on pandas).")
     test_user: str = Field(default=DEFAULT_TEST_USER, description="Who the tests run as: UID:GID (default "
                            "65534:65534, nobody, no capabilities), or \"root\" for tests that need it (uid 0 with the "
                            "engine's default capabilities).")
+
+    @field_validator("upgrade")
+    @classmethod
+    def _upgrade(cls, value: list[str]) -> list[str]:
+        return [check_upgrade(text) for text in value]
 
     @field_validator("test_user")
     @classmethod
@@ -109,6 +123,9 @@ class EnvironmentInfo(Provider):
 @rule(attrs=EnvironmentAttrs, version=1)
 def environment(ctx: RuleContext, attrs: EnvironmentAttrs) -> list[Provider]:
     """A Python environment: locked as a whole, built as a stack of shared layers."""
+    attrs, fork = inherit(ctx, attrs)
+    forkable = ForkableInfo(label=str(ctx.label), attrs={k: getattr(attrs, k) for k in type(attrs).model_fields},
+                            lock=f"{ctx.package}/{lockfile.lock_name(ctx.label.name)}".lstrip("/"))
     for check, attr in ((platforms.check_python(attrs.python), "python"),
                         (platforms.check_platform(attrs.platform), "platform")):
         if check:
@@ -116,13 +133,15 @@ def environment(ctx: RuleContext, attrs: EnvironmentAttrs) -> list[Provider]:
     stack = _layer_stack(ctx, attrs)
     libraries = _libraries(ctx, attrs)
     spec, where = _spec(ctx, attrs, stack, libraries)
+    if fork is not None:
+        spec["fork"] = fork
     name = lockfile.lock_name(ctx.label.name)
     # the lines requirements are written on are for messages only: never in the key (a comment
     # added at the top of BUILD.envs changes no lock)
     ctx.action("lock", executor=lock_environment, phase="lock", kind="environment.lock",
                inputs={"spec": spec, "lock_name": name}, unkeyed={"where": where})
     if ctx.locking:
-        return [DefaultInfo()]
+        return [forkable, DefaultInfo()]
     lock = _read_lock(ctx, name, spec, where, libraries)
     lock_file = ctx.file(name)
     common = {"python": attrs.python, "platform": attrs.platform, "format": LAYER_FORMAT,
@@ -173,12 +192,14 @@ def environment(ctx: RuleContext, attrs: EnvironmentAttrs) -> list[Provider]:
         closures=closures, installed=installed, wheels=wheels, library_deps=_library_deps(libraries, lock),
     )
     if attrs.base is None:
-        return [info, DefaultInfo()]
+        return [info, forkable, DefaultInfo()]
     base = ctx.provider(attrs.base, BaseImageInfo, attr="base")
     runner_closure = lock.closure([name_of(r) for r in attrs.test_runner])
     components = _sbom_components(lock, installed, libraries, wheels, attrs)
     image = declare_image(ctx, attrs, info, base, layers, runner, sources, runner_closure, components)
-    return [info, image, DefaultInfo(files=image.files)]
+    workload = WorkloadInfo(label=str(ctx.label), load_node=f"{ctx.label}#load",
+                            resources=resources_data(attrs.resources))
+    return [info, image, workload, forkable, DefaultInfo(files=image.files)]
 
 
 def _sbom_components(lock: lockfile.Lock, installed: dict[str, Any], libraries: list[PyLibraryInfo],

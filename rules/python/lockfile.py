@@ -156,6 +156,13 @@ def spec_changes(locked: dict[str, Any], current: dict[str, Any], where: dict[st
                                + (f" ({where[label]})" if label in where else ""))
     changes += _requirement_changes("test_runner", locked.get("test_runner", []), current.get("test_runner", []),
                                     where, TEST_RUNNER_GROUP)
+    old_fork, new_fork = locked.get("fork") or {}, current.get("fork") or {}
+    if old_fork.get("of") != new_fork.get("of"):
+        changes.append(f"fork {old_fork.get('of') or '(none)'} -> {new_fork.get('of') or '(none)'}")
+    elif old_fork.get("upgrade") != new_fork.get("upgrade"):
+        changes.append(f"upgrade {old_fork.get('upgrade')} -> {new_fork.get('upgrade')}")
+    elif old_fork.get("parent_pins") != new_fork.get("parent_pins"):
+        changes.append(f"the lock of {new_fork.get('of')}, which it forks, changed since")
     if not changes and locked != current:
         changes.append("the spec differs from the one the lock was made from")
     return changes

@@ -35,6 +35,7 @@ from packaging.version import InvalidVersion, Version
 
 from graphbuild.api import ActionFailed, ExecContext, Location, executor
 from graphbuild.rules.python import gitsource, lockfile
+from graphbuild.rules.python.fork import pins_digest, plan_steps
 from graphbuild.rules.python.lockfile import LIBRARIES_GROUP, TEST_RUNNER_GROUP
 from graphbuild.rules.python.requirements import name_of
 from graphbuild.rules.python.resolve import Resolution, ResolutionError, pylock, resolve
@@ -107,15 +108,25 @@ def lock_environment(ctx: ExecContext) -> dict[str, Any]:
     # met by the library's build: checked here, with the requirement's own line
     used = _check_named_libraries(steps, builds, where)
     name = ctx.inputs["lock_name"]
-    previous = None if ctx.options.get("upgrade") else _previous_lock(ctx, name, python, platform)
-    kept = _unchanged_steps(previous, steps) if previous else 0
+    upgraded: set[str] = set()
+    if spec.get("fork"):
+        # a fork: its parent's lock, with the upgraded packages moved (see fork.py)
+        parent = _parent_lock(ctx, spec["fork"])
+        spec = {**spec, "fork": {**spec["fork"], "parent_pins": pins_digest(parent)}}
+        steps, first_moved, upgraded = plan_steps(parent, steps, spec["fork"]["upgrade"])
+        previous = None if ctx.options.get("upgrade") else parent
+        kept = min(_unchanged_steps(previous, steps), first_moved) if previous else 0
+    else:
+        previous = None if ctx.options.get("upgrade") else _previous_lock(ctx, name, python, platform)
+        kept = _unchanged_steps(previous, steps) if previous else 0
     if previous is not None:
         used |= {lib["name"] for lib in previous.libraries.values()
                  if lib.get("required_by") and lib.get("name") in builds.by_name}
     # what a layer whose spec changed resolves to keeps the previous lock's versions where its
     # requirements still allow them (as `uv pip compile -o` keeps an existing output's pins):
     # adding a requirement moves no unrelated pin
-    preferences = {n: p["version"] for n, p in previous.packages.items() if p.get("version")} if previous else {}
+    preferences = {n: p["version"] for n, p in previous.packages.items()
+                   if p.get("version") and n not in upgraded} if previous else {}
     groups: dict[str, list[str]] = {}
     pins: dict[str, str] = {}
     parents: dict[str, set[str]] = {}
@@ -223,6 +234,15 @@ def _names(requirement: str, name: str) -> bool:
         return canonicalize_name(Requirement(requirement).name) == name
     except InvalidRequirement:
         return False
+
+
+def _parent_lock(ctx: ExecContext, fork: dict[str, Any]) -> lockfile.Lock:
+    try:
+        return lockfile.parse((ctx.workspace_root / fork["lock"]).read_text())
+    except (OSError, lockfile.LockInvalid) as err:
+        raise ActionFailed(f"cannot read the lock of {fork['of']} ({fork['lock']}), which this environment forks: "
+                           f"{err}", bad_input=True,
+                           details=f"hint: run 'graphbuild lock {fork['of']}' first") from None
 
 
 def _previous_lock(ctx: ExecContext, name: str, python: str, platform: str) -> lockfile.Lock | None:

@@ -4,6 +4,12 @@ One job per target that declares nodes, `needs:` following the target graph so a
 as soon as what it depends on is built; every job shares work through the remote cache and
 keeps JUnit reports; a final job runs the pushes, and only when every other job passed.
 
+Jobs run on a stock runner with the Docker executor: every job runs in the job image (graphbuild
+and what it drives, built by graphbuild from this repository's `//:ci` and named by digest) and
+reaches a Docker engine the way the runner offers one (`--docker-engine`): GitLab's docker:dind
+service over TLS (the default), the same in a Kubernetes pod, or the runner host's socket.
+Registry credentials are never in the YAML: graphbuild reads GitLab's own variables at run time.
+
 In a merge-request pipeline from a fork every job reads the shared cache and never writes it
 (GRAPHBUILD_REMOTE_CACHE_READONLY=1), and nothing is pushed. That is a convenience, not the
 trust boundary: the pipeline's YAML is the merge request's to change. The boundary is the
@@ -22,7 +28,7 @@ import networkx as nx
 
 from graphbuild.cli.output import emit_json, emit_text
 from graphbuild.cli.session import REMOTE_ENV, Session
-from graphbuild.errors import EXIT_OK
+from graphbuild.errors import EXIT_OK, UsageError
 from graphbuild.labels import Label
 
 
@@ -34,9 +40,17 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
                                            "targets, one job per target, sharing work through the remote cache.")
     gitlab.add_argument("targets", nargs="*", default=["//..."], metavar="TARGET", help="default: //...")
     gitlab.add_argument("--affected-since", metavar="REV", help="only targets a change since REV affects")
-    gitlab.add_argument("--image", help="the image jobs run in (default: the runner's)")
+    gitlab.add_argument("--job-image", "--image", dest="job_image", metavar="REF",
+                        help="the image jobs run in, with graphbuild (`graphbuild run //:ci` of graphbuild's "
+                             "repository pushes one); a tag is pinned to its digest now (default: the runner's)")
+    gitlab.add_argument("--docker-engine", choices=sorted(ENGINES), default="dind",
+                        help="how jobs reach a Docker engine: dind (GitLab's docker:dind service over TLS, "
+                             "the Docker executor), kubernetes (the same service in the job's pod), socket "
+                             "(the runner mounts the host's /var/run/docker.sock); default: dind")
+    gitlab.add_argument("--dind-image", default=DIND_IMAGE, metavar="REF",
+                        help=f"the Docker-in-Docker service's image (default: {DIND_IMAGE})")
     gitlab.add_argument("--before-script", action="append", default=[], metavar="CMD",
-                        help="a command run before each job (e.g. installing graphbuild); repeatable")
+                        help="a command run before each job; repeatable")
     gitlab.add_argument("--graphbuild", default="graphbuild", metavar="CMD", help="how jobs call graphbuild")
     gitlab.set_defaults(handler=run_gitlab)
 
@@ -44,6 +58,30 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
 #: GitLab's test for a merge-request pipeline whose source branch lives in another project (a fork)
 FORK_MERGE_REQUEST = ("$CI_MERGE_REQUEST_SOURCE_PROJECT_ID && "
                       "$CI_MERGE_REQUEST_SOURCE_PROJECT_ID != $CI_MERGE_REQUEST_PROJECT_ID")
+
+
+#: GitLab's Docker-in-Docker service image (its documented name)
+DIND_IMAGE = "docker:dind"
+#: Where dind writes its TLS certificates: the server's under it, the client's in `client/`,
+#: a volume the runner shares between the service and the job (GitLab's documented set-up)
+CERTS = "/certs"
+#: --docker-engine: the variables a job needs to reach the engine, and whether it is a service
+ENGINES: dict[str, dict[str, Any]] = {
+    # the Docker executor links the service to the job under its alias
+    "dind": {"service": True, "variables": {"DOCKER_HOST": "tcp://docker:2376", "DOCKER_TLS_CERTDIR": CERTS,
+                                            "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": f"{CERTS}/client"}},
+    # services share the job's pod: the engine is on localhost; the certificates need an
+    # emptyDir volume at /certs/client in the runner's config; the pod starts without waiting
+    # for the service, so the jobs wait for the engine
+    "kubernetes": {"service": True, "variables": {"DOCKER_HOST": "tcp://localhost:2376",
+                                                  "DOCKER_TLS_CERTDIR": CERTS, "DOCKER_TLS_VERIFY": "1",
+                                                  "DOCKER_CERT_PATH": f"{CERTS}/client"}},
+    # the runner mounts the host's engine socket (jobs then control that engine: trusted runners only)
+    "socket": {"service": False, "variables": {}},
+}
+#: before each job with an engine service: wait (up to a minute) until the engine answers
+WAIT_FOR_ENGINE = ('for i in $(seq 60); do python -c "import docker; docker.from_env().ping()" 2>/dev/null && break; '
+                   'sleep 1; done')
 
 
 def _job_rules() -> list[dict[str, Any]]:
@@ -73,12 +111,17 @@ def run_gitlab(session: Session, args: argparse.Namespace) -> int:
 def gitlab_pipeline(session: Session, labels: list[Label], args: argparse.Namespace) -> dict[str, Any]:
     gb = args.graphbuild
     remote = args.remote_cache or _remote_from(session)
+    engine = ENGINES[args.docker_engine]
     variables = {REMOTE_ENV: remote} if remote else {}
+    variables.update(engine["variables"])
     default: dict[str, Any] = {}
-    if args.image:
-        default["image"] = args.image
-    if args.before_script:
-        default["before_script"] = list(args.before_script)
+    if args.job_image:
+        default["image"] = pinned_job_image(args.job_image)
+    if engine["service"]:
+        default["services"] = [{"name": args.dind_image, "alias": "docker"}]
+    before = ([WAIT_FOR_ENGINE] if engine["service"] and args.job_image else []) + list(args.before_script)
+    if before:
+        default["before_script"] = before
     pipeline: dict[str, Any] = {"stages": ["build", "test", "push"]}
     if default:
         pipeline["default"] = default
@@ -120,6 +163,32 @@ def gitlab_pipeline(session: Session, labels: list[Label], args: argparse.Namesp
             "rules": [{"if": FORK_MERGE_REQUEST, "when": "never"}, {"when": "on_success"}],
         }
     return pipeline
+
+
+def pinned_job_image(text: str) -> str:
+    """The job image as jobs name it: by digest, so every job of the pipeline runs the same
+    image whatever the tag names later. A tag is pinned now, through the registry (with the
+    credentials graphbuild finds for it)."""
+    from graphbuild.cache.registry import Registry, RegistryError
+    from graphbuild.rules.oci.reference import InvalidReference, parse
+
+    try:
+        ref = parse(text)
+    except InvalidReference as err:
+        raise UsageError(f"--job-image {text!r}: {err}", hint=err.hint) from None
+    if ref.digest:
+        return text
+    try:
+        digest = Registry(ref.host).head_manifest(ref.repository, ref.target)
+    except RegistryError as err:
+        raise UsageError(f"--job-image {text}: cannot pin it to a digest: {err}",
+                         hint="push it first (`graphbuild run //:ci` in graphbuild's repository), "
+                              "or give REF@sha256:DIGEST") from None
+    if not digest:
+        raise UsageError(f"--job-image {text}: {ref} is not in its registry",
+                         hint="push it first (`graphbuild run //:ci` in graphbuild's repository), "
+                              "or give REF@sha256:DIGEST")
+    return f"{text}@{digest}"
 
 
 def _nearest_with_jobs(graph: nx.DiGraph, label: Label, job_of: dict[Label, str]) -> set[Label]:

@@ -74,21 +74,74 @@ def jobs(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
             and name not in ("default", "variables")}
 
 
-def validate(tmp_path: Path, text: str) -> None:
-    path = tmp_path / f"pipeline-{uuid.uuid4().hex[:8]}.yml"
-    path.write_text(text)
-    proc = subprocess.run([str(VENV_BIN / "check-jsonschema"), "--builtin-schema", "vendor.gitlab-ci", str(path)],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr + text
+def validate(tmp_path: Path, *texts: str) -> None:
+    paths = []
+    for text in texts:  # one run of the validator for them all (it takes seconds to start)
+        paths.append(tmp_path / f"pipeline-{uuid.uuid4().hex[:8]}.yml")
+        paths[-1].write_text(text)
+    proc = subprocess.run([str(VENV_BIN / "check-jsonschema"), "--builtin-schema", "vendor.gitlab-ci",
+                           *map(str, paths)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr + "\n".join(texts)
+
+
+PINNED = "registry.example.com/team/graphbuild-ci@sha256:" + "ab" * 32
+#: what every pipeline with a job image and GitLab's docker:dind service sets (GitLab's documented TLS set-up)
+DIND_VARIABLES = {"DOCKER_HOST": "tcp://docker:2376", "DOCKER_TLS_CERTDIR": "/certs", "DOCKER_TLS_VERIFY": "1",
+                  "DOCKER_CERT_PATH": "/certs/client", "GRAPHBUILD_CACHE_DIR": "$CI_PROJECT_DIR/graphbuild-out/.cache"}
+SECRET_NAMES = ("CI_JOB_TOKEN", "CI_REGISTRY_PASSWORD", "DOCKER_AUTH_CONFIG", "CI_REGISTRY_USER",
+                "GRAPHBUILD_REMOTE_CACHE_SIGNING_KEY", "docker login")
 
 
 def test_the_pipeline_validates_against_the_gitlab_ci_schema(repo, tmp_path):
-    result, _ = pipeline(repo, "//...", "--remote-cache", REMOTE)
-    validate(tmp_path, result.stdout)
-    with_options, document = pipeline(repo, "//...", "--remote-cache", REMOTE, "--image", "python:3.12-slim",
-                                      "--before-script", "pip install graphbuild", "--before-script", "true")
-    validate(tmp_path, with_options.stdout)
-    assert document["default"] == {"image": "python:3.12-slim", "before_script": ["pip install graphbuild", "true"]}
+    result, document = pipeline(repo, "//...", "--remote-cache", REMOTE)
+    texts = [result.stdout]
+    assert "default" not in document and "services" not in result.stdout  # the runner's own image and engine
+    for engine in ("dind", "kubernetes", "socket"):
+        with_options, document = pipeline(repo, "//...", "--remote-cache", REMOTE, "--job-image", PINNED,
+                                          "--docker-engine", engine, "--before-script", "true")
+        texts.append(with_options.stdout)
+        assert document["default"]["image"] == PINNED
+        assert document["default"]["before_script"][-1] == "true"
+        for name in SECRET_NAMES:  # credentials are read by graphbuild at run time, never written here
+            assert name not in with_options.stdout
+    validate(tmp_path, *texts)
+
+
+def test_jobs_reach_the_engine_as_the_runner_offers_it(repo):
+    _, dind = pipeline(repo, "//...", "--job-image", PINNED)  # the default with a job image
+    assert dind["default"]["services"] == [{"name": "docker:dind", "alias": "docker"}]
+    assert dind["variables"] == DIND_VARIABLES
+    wait = dind["default"]["before_script"]
+    assert len(wait) == 1 and "docker.from_env().ping()" in wait[0]  # until the service answers
+
+    _, pod = pipeline(repo, "//...", "--job-image", PINNED, "--docker-engine", "kubernetes",
+                      "--dind-image", "docker:27-dind@sha256:" + "cd" * 32)
+    assert pod["default"]["services"] == [{"name": "docker:27-dind@sha256:" + "cd" * 32, "alias": "docker"}]
+    assert pod["variables"] == {**DIND_VARIABLES, "DOCKER_HOST": "tcp://localhost:2376"}  # one pod, one network
+
+    _, socket = pipeline(repo, "//...", "--job-image", PINNED, "--docker-engine", "socket", "--remote-cache", REMOTE)
+    assert "services" not in socket["default"] and "before_script" not in socket["default"]
+    assert socket["variables"] == {"GRAPHBUILD_REMOTE_CACHE": REMOTE}  # DOCKER_HOST: the mounted default socket
+
+
+@pytest.mark.parametrize(("image", "expected"), [
+    ("127.0.0.1:5000/gb/Ci:1", "must be lowercase"),
+    ("https://registry.example.com/ci", "has a URL scheme"),
+    ("127.0.0.1:9/gb/ci:1", "cannot pin it to a digest: registry 127.0.0.1:9 is not reachable"),
+])
+def test_a_job_image_that_cannot_be_pinned_is_an_error(repo, image, expected):
+    result = repo.gb("ci", "gitlab", "//...", "--job-image", image)
+    assert result.exit_code == 2, result.stderr
+    assert expected in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert "hint:" in result.stderr
+
+
+@pytest.mark.docker
+def test_a_job_image_tag_is_pinned_to_its_digest(repo, registry):
+    missing = repo.gb("ci", "gitlab", "//...", "--job-image", f"{registry}/gb-no-such-{uuid.uuid4().hex[:8]}:1")
+    assert missing.exit_code == 2
+    assert "is not in its registry" in missing.stderr and "graphbuild run //:ci" in missing.stderr
 
 
 def test_one_job_per_target_with_nodes_needs_following_the_target_graph(repo, monkeypatch):

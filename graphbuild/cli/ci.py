@@ -43,10 +43,11 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
     gitlab.add_argument("--job-image", "--image", dest="job_image", metavar="REF",
                         help="the image jobs run in, with graphbuild (`graphbuild run //:ci` of graphbuild's "
                              "repository pushes one); a tag is pinned to its digest now (default: the runner's)")
-    gitlab.add_argument("--docker-engine", choices=sorted(ENGINES), default="dind",
+    gitlab.add_argument("--docker-engine", choices=sorted(ENGINES), default=None,
                         help="how jobs reach a Docker engine: dind (GitLab's docker:dind service over TLS, "
                              "the Docker executor), kubernetes (the same service in the job's pod), socket "
-                             "(the runner mounts the host's /var/run/docker.sock); default: dind")
+                             "(the runner mounts the host's /var/run/docker.sock); default: dind with "
+                             "--job-image, else nothing (the runner's shell has one)")
     gitlab.add_argument("--dind-image", default=DIND_IMAGE, metavar="REF",
                         help=f"the Docker-in-Docker service's image (default: {DIND_IMAGE})")
     gitlab.add_argument("--before-script", action="append", default=[], metavar="CMD",
@@ -65,18 +66,27 @@ DIND_IMAGE = "docker:dind"
 #: Where dind writes its TLS certificates: the server's under it, the client's in `client/`,
 #: a volume the runner shares between the service and the job (GitLab's documented set-up)
 CERTS = "/certs"
+#: the local cache inside the project's directory, which the engine's service sees too
+#: (graphbuild-out/ is never a workspace input)
+SHARED_CACHE = "$CI_PROJECT_DIR/graphbuild-out/.cache"
 #: --docker-engine: the variables a job needs to reach the engine, and whether it is a service
 ENGINES: dict[str, dict[str, Any]] = {
     # the Docker executor links the service to the job under its alias
+    # (and mounts the builds directory into it: the cache, where test trees are staged for the
+    # test containers' bind mounts, goes there so the engine sees the same paths)
     "dind": {"service": True, "variables": {"DOCKER_HOST": "tcp://docker:2376", "DOCKER_TLS_CERTDIR": CERTS,
-                                            "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": f"{CERTS}/client"}},
-    # services share the job's pod: the engine is on localhost; the certificates need an
-    # emptyDir volume at /certs/client in the runner's config; the pod starts without waiting
-    # for the service, so the jobs wait for the engine
+                                            "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": f"{CERTS}/client",
+                                            "GRAPHBUILD_CACHE_DIR": SHARED_CACHE}},
+    # services share the job's pod (and its build volume): the engine is on localhost; the
+    # certificates need an emptyDir volume at /certs/client in the runner's config; the pod
+    # starts without waiting for the service, so the jobs wait for the engine
     "kubernetes": {"service": True, "variables": {"DOCKER_HOST": "tcp://localhost:2376",
                                                   "DOCKER_TLS_CERTDIR": CERTS, "DOCKER_TLS_VERIFY": "1",
-                                                  "DOCKER_CERT_PATH": f"{CERTS}/client"}},
-    # the runner mounts the host's engine socket (jobs then control that engine: trusted runners only)
+                                                  "DOCKER_CERT_PATH": f"{CERTS}/client",
+                                                  "GRAPHBUILD_CACHE_DIR": SHARED_CACHE}},
+    # the runner mounts the host's engine socket (jobs then control that engine: trusted runners
+    # only); test containers' bind mounts are host paths, so the runner mounts a host directory
+    # at the same path and GRAPHBUILD_CACHE_DIR points into it (a runner setting, not the YAML's)
     "socket": {"service": False, "variables": {}},
 }
 #: before each job with an engine service: wait (up to a minute) until the engine answers
@@ -111,7 +121,8 @@ def run_gitlab(session: Session, args: argparse.Namespace) -> int:
 def gitlab_pipeline(session: Session, labels: list[Label], args: argparse.Namespace) -> dict[str, Any]:
     gb = args.graphbuild
     remote = args.remote_cache or _remote_from(session)
-    engine = ENGINES[args.docker_engine]
+    engine_name = args.docker_engine or ("dind" if args.job_image else None)
+    engine = ENGINES[engine_name] if engine_name else {"service": False, "variables": {}}
     variables = {REMOTE_ENV: remote} if remote else {}
     variables.update(engine["variables"])
     default: dict[str, Any] = {}

@@ -314,3 +314,132 @@ def test_the_pipeline_runs_under_gitlab_ci_local(repo, registry, tmp_path):
                                 f"GRAPHBUILD_REMOTE_CACHE_SIGNING_KEY_FILE={key_file}")
     assert "pkg:c > 2 nodes: 1 ran, 1 cached, 0 failed" in same_project, same_project
     assert len(set(tags(remote.split("/", 3)[3])) - written) == 1
+
+
+# -- the Docker executor: every job in the job image built by graphbuild from this repository ----
+
+#: a library whose wheel needs nothing from the package index (an in-tree build backend), so
+#: the job that builds and tests its environment needs only the engine and the registry
+OFFLINE_BACKEND = '''
+import os
+import zipfile
+
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    name = "mylib-0.1.0-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as wheel:
+        wheel.writestr("mylib/__init__.py", "def hello():\\n    return 'hi'\\n")
+        wheel.writestr("mylib-0.1.0.dist-info/METADATA", "Metadata-Version: 2.1\\nName: mylib\\nVersion: 0.1.0\\n")
+        wheel.writestr("mylib-0.1.0.dist-info/WHEEL",
+                       "Wheel-Version: 1.0\\nGenerator: test\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n")
+        wheel.writestr("mylib-0.1.0.dist-info/RECORD", "")
+    return name
+
+
+prepare_metadata_for_build_wheel = None
+'''
+OFFLINE_PYPROJECT = """
+[project]
+name = "mylib"
+version = "0.1.0"
+
+[build-system]
+requires = []
+build-backend = "backend"
+backend-path = ["."]
+"""
+#: the library's test, run in the image by the engine the job reaches (no test runner needed)
+LIBRARY_CHECK = """
+import os
+import mylib
+
+assert mylib.hello() == "hi"
+assert mylib.__file__.startswith("/opt/env/"), mylib.__file__
+leaked = sorted(name for name in os.environ if name.startswith(("CI_", "DOCKER_AUTH")))
+assert not leaked, leaked
+print("library check passed in the image")
+"""
+SECRET_VALUES = {"CI_JOB_TOKEN": "glcbt-64-job-token-never-printed",
+                 "CI_REGISTRY_PASSWORD": "registry-password-never-printed",
+                 "DOCKER_AUTH_CONFIG": '{"auths": {"127.0.0.1:5999": {"auth": "dXNlcjpuZXZlci1wcmludGVk"}}}'}
+
+
+@pytest.fixture(scope="module")
+def job_image(registry, tmp_path_factory) -> str:
+    """`graphbuild run //:ci` of this repository: the job image, built, tested and pushed; its
+    pushed reference by digest."""
+    from docker_env import REPO_ROOT
+
+    root = Workspace(REPO_ROOT, tmp_path_factory.mktemp("job-image-cache"))
+    result = root.gb("run", "//:ci", "--json")
+    assert result.exit_code == 0, result.stderr[-3000:]
+    assert next(n for n in result.json["nodes"] if n["id"] == "//:ci#push")["status"] == "ran"
+    from docker_env import manifest_digest
+
+    digest = manifest_digest("graphbuild/ci", "latest")  # what the tag names (the image's index)
+    assert digest and digest.startswith("sha256:")
+    return f"{registry}/graphbuild/ci:latest@{digest}"
+
+
+@pytest.mark.docker
+@pytest.mark.network
+@pytest.mark.timeout(1200)
+def test_the_pipeline_runs_with_the_docker_executor_in_the_job_image(repo, registry, job_image, tmp_path):
+    runner = _gitlab_ci_local()
+    tag = job_image.split("@")[0]
+    prefix = f"gbci-{uuid.uuid4().hex[:10]}"
+    # an environment whose job reaches the engine: over the job image as base, a library whose
+    # test runs in the image; pushed last
+    repo.write("envs/BUILD.envs", f"""
+        base_image(name = "base", ref = "{job_image}")
+        environment(name = "app", base = ":base", libraries = ["//libs/mylib"], test_runner = [],
+                    push = "{registry}/{prefix}/app:v1")
+        """)
+    repo.write("libs/mylib/BUILD.envs", 'py_library(name = "mylib", test_command = ["python", "tests/check.py"])\n')
+    repo.write("libs/mylib/pyproject.toml", OFFLINE_PYPROJECT)
+    repo.write("libs/mylib/backend.py", OFFLINE_BACKEND)
+    repo.write("libs/mylib/mylib/__init__.py", "def hello():\n    return 'hi'\n")
+    repo.write("libs/mylib/tests/check.py", LIBRARY_CHECK)
+    locked = repo.gb("lock", "//envs/...")
+    assert locked.exit_code == 0, locked.stderr
+    shared = tmp_path / "shared"  # the same path on the host and in the jobs (test trees are bind-mounted)
+    shared.mkdir()
+
+    # a tag is pinned now: every job runs exactly the image that was tested (the shared cache
+    # between jobs is the shell-executor test's subject: each job here builds what it needs)
+    result, document = pipeline(repo, "//...", "--job-image", tag,
+                                "--docker-engine", "socket")
+    validate(tmp_path, result.stdout)
+    assert document["default"]["image"] == job_image
+    for name in SECRET_NAMES:
+        assert name not in result.stdout
+    (repo.root / ".gitlab-ci.yml").write_text(result.stdout)
+    git(repo.root, "add", "-A")
+    git(repo.root, "commit", "-q", "-m", "pipeline")
+
+    secrets = [arg for name, value in SECRET_VALUES.items() for arg in ("--variable", f"{name}={value}")]
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("GRAPHBUILD_", "CI_"))}
+    proc = subprocess.run(
+        [runner, "--no-color", "--network", "host", "--pull-policy", "if-not-present",
+         "--volume", f"{os.environ['DOCKER_HOST'].removeprefix('unix://')}:/var/run/docker.sock",
+         "--volume", f"{shared}:{shared}", "--helper-image", job_image,
+         "--variable", f"GRAPHBUILD_CACHE_DIR={shared}/cache-$CI_JOB_ID", *secrets],
+        cwd=repo.root, capture_output=True, text=True, timeout=1000, env={**env, "HOME": str(tmp_path / "home")})
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log
+    found = jobs(document)
+    assert set(found) == JOBS | {"envs:app", "envs:base", "libs/mylib:mylib", "push"}
+    for job in found:
+        assert f"PASS  {job}" in log, log
+        assert f"{job} starting {job_image} " in log, log  # in a container of the job image, not a shell
+        assert f"{job} $ graphbuild " in log  # the image's own graphbuild
+    assert "envs:app > " in log and "//envs:app#test.mylib" in log
+    assert "ran      //envs:app#test.mylib" in log, log  # the library's test ran, in the engine
+    assert "warning" not in log.lower(), log
+    for value in SECRET_VALUES.values():
+        assert value not in log
+    assert "v1" in tags(f"{prefix}/app")  # pushed, after every other job

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from graphbuild.cache.signing import SigningKey
 
 VENV_BIN = Path(sys.executable).parent
 GRAPHBUILD = VENV_BIN / "graphbuild"
-REMOTE = "oci://registry.example.com/team/graphbuild-cache"
+REMOTE = "oci://registry.invalid/team/graphbuild-cache"
 FORK_MR = "$CI_MERGE_REQUEST_SOURCE_PROJECT_ID && $CI_MERGE_REQUEST_SOURCE_PROJECT_ID != $CI_MERGE_REQUEST_PROJECT_ID"
 #: every build/test job: read-only shared cache in a merge request from a fork
 READONLY_FOR_FORKS = [{"if": FORK_MR, "variables": {"GRAPHBUILD_REMOTE_CACHE_READONLY": "1"}},
@@ -88,19 +89,71 @@ def _gitlab_ci_schema() -> Any:
     return cls(schema, format_checker=cls.FORMAT_CHECKER)
 
 
-def validate(tmp_path: Path, text: str) -> None:
-    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
-              for e in _gitlab_ci_schema().iter_errors(yaml.safe_load(text))]
-    assert not errors, "\n".join(errors) + "\n" + text
+def validate(tmp_path: Path, *texts: str) -> None:
+    for text in texts:
+        errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+                  for e in _gitlab_ci_schema().iter_errors(yaml.safe_load(text))]
+        assert not errors, "\n".join(errors) + "\n" + text
+
+
+PINNED = "registry.invalid/team/graphbuild-ci@sha256:" + "ab" * 32
+#: what every pipeline with a job image and GitLab's docker:dind service sets (GitLab's documented TLS set-up)
+DIND_VARIABLES = {"DOCKER_HOST": "tcp://docker:2376", "DOCKER_TLS_CERTDIR": "/certs", "DOCKER_TLS_VERIFY": "1",
+                  "DOCKER_CERT_PATH": "/certs/client", "GRAPHBUILD_CACHE_DIR": "$CI_PROJECT_DIR/graphbuild-out/.cache"}
+SECRET_NAMES = ("CI_JOB_TOKEN", "CI_REGISTRY_PASSWORD", "DOCKER_AUTH_CONFIG", "CI_REGISTRY_USER",
+                "GRAPHBUILD_REMOTE_CACHE_SIGNING_KEY", "docker login")
 
 
 def test_the_pipeline_validates_against_the_gitlab_ci_schema(repo, tmp_path):
-    result, _ = pipeline(repo, "//...", "--remote-cache", REMOTE)
-    validate(tmp_path, result.stdout)
-    with_options, document = pipeline(repo, "//...", "--remote-cache", REMOTE, "--image", "python:3.12-slim",
-                                      "--before-script", "pip install graphbuild", "--before-script", "true")
-    validate(tmp_path, with_options.stdout)
-    assert document["default"] == {"image": "python:3.12-slim", "before_script": ["pip install graphbuild", "true"]}
+    result, document = pipeline(repo, "//...", "--remote-cache", REMOTE)
+    texts = [result.stdout]
+    assert "default" not in document and "services" not in result.stdout  # the runner's own image and engine
+    for engine in ("dind", "kubernetes", "socket"):
+        with_options, document = pipeline(repo, "//...", "--remote-cache", REMOTE, "--job-image", PINNED,
+                                          "--docker-engine", engine, "--before-script", "true")
+        texts.append(with_options.stdout)
+        assert document["default"]["image"] == PINNED
+        assert document["default"]["before_script"][-1] == "true"
+        for name in SECRET_NAMES:  # credentials are read by graphbuild at run time, never written here
+            assert name not in with_options.stdout
+    validate(tmp_path, *texts)
+
+
+def test_jobs_reach_the_engine_as_the_runner_offers_it(repo):
+    _, dind = pipeline(repo, "//...", "--job-image", PINNED)  # the default with a job image
+    assert dind["default"]["services"] == [{"name": "docker:dind", "alias": "docker"}]
+    assert dind["variables"] == DIND_VARIABLES
+    wait = dind["default"]["before_script"]
+    assert len(wait) == 1 and "docker.from_env().ping()" in wait[0]  # until the service answers
+
+    _, pod = pipeline(repo, "//...", "--job-image", PINNED, "--docker-engine", "kubernetes",
+                      "--dind-image", "docker:27-dind@sha256:" + "cd" * 32)
+    assert pod["default"]["services"] == [{"name": "docker:27-dind@sha256:" + "cd" * 32, "alias": "docker"}]
+    assert pod["variables"] == {**DIND_VARIABLES, "DOCKER_HOST": "tcp://localhost:2376"}  # one pod, one network
+
+    _, socket = pipeline(repo, "//...", "--job-image", PINNED, "--docker-engine", "socket", "--remote-cache", REMOTE)
+    assert "services" not in socket["default"] and "before_script" not in socket["default"]
+    assert socket["variables"] == {"GRAPHBUILD_REMOTE_CACHE": REMOTE}  # DOCKER_HOST: the mounted default socket
+
+
+@pytest.mark.parametrize(("image", "expected"), [
+    ("127.0.0.1:5000/gb/Ci:1", "must be lowercase"),
+    ("https://registry.invalid/ci", "has a URL scheme"),
+    ("127.0.0.1:9/gb/ci:1", "cannot pin it to a digest: registry 127.0.0.1:9 is not reachable"),
+])
+def test_a_job_image_that_cannot_be_pinned_is_an_error(repo, image, expected):
+    result = repo.gb("ci", "gitlab", "//...", "--job-image", image)
+    assert result.exit_code == 2, result.stderr
+    assert expected in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert "hint:" in result.stderr
+
+
+@pytest.mark.docker
+def test_a_job_image_tag_is_pinned_to_its_digest(repo, registry):
+    missing = repo.gb("ci", "gitlab", "//...", "--job-image", f"{registry}/gb-no-such-{uuid.uuid4().hex[:8]}:1")
+    assert missing.exit_code == 2
+    assert "is not in its registry" in missing.stderr and "graphbuild run //:ci" in missing.stderr
 
 
 def test_one_job_per_target_with_nodes_needs_following_the_target_graph(repo, monkeypatch):
@@ -273,3 +326,133 @@ def test_the_pipeline_runs_under_gitlab_ci_local(repo, registry, tmp_path):
                                 f"GRAPHBUILD_REMOTE_CACHE_SIGNING_KEY_FILE={key_file}")
     assert "pkg:c > 2 nodes: 1 ran, 1 cached, 0 failed" in same_project, same_project
     assert len(set(tags(remote.split("/", 3)[3])) - written) == 1
+
+
+# -- the Docker executor: every job in the job image built by graphbuild from this repository ----
+
+#: a library whose wheel needs nothing from the package index (an in-tree build backend), so
+#: the job that builds and tests its environment needs only the engine and the registry
+OFFLINE_BACKEND = '''
+import os
+import zipfile
+
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    name = "mylib-0.1.0-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as wheel:
+        wheel.writestr("mylib/__init__.py", "def hello():\\n    return 'hi'\\n")
+        wheel.writestr("mylib-0.1.0.dist-info/METADATA", "Metadata-Version: 2.1\\nName: mylib\\nVersion: 0.1.0\\n")
+        wheel.writestr("mylib-0.1.0.dist-info/WHEEL",
+                       "Wheel-Version: 1.0\\nGenerator: test\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n")
+        wheel.writestr("mylib-0.1.0.dist-info/RECORD", "")
+    return name
+
+
+prepare_metadata_for_build_wheel = None
+'''
+OFFLINE_PYPROJECT = """
+[project]
+name = "mylib"
+version = "0.1.0"
+
+[build-system]
+requires = []
+build-backend = "backend"
+backend-path = ["."]
+"""
+#: the library's test, run in the image by the engine the job reaches (no test runner needed)
+LIBRARY_CHECK = """
+import os
+import mylib
+
+assert mylib.hello() == "hi"
+assert mylib.__file__.startswith("/opt/env/"), mylib.__file__
+leaked = sorted(name for name in os.environ if name.startswith(("CI_", "DOCKER_AUTH")))
+assert not leaked, leaked
+print("library check passed in the image")
+"""
+SECRET_VALUES = {"CI_JOB_TOKEN": "glcbt-64-job-token-never-printed",
+                 "CI_REGISTRY_PASSWORD": "registry-password-never-printed",
+                 "DOCKER_AUTH_CONFIG": '{"auths": {"127.0.0.1:5999": {"auth": "dXNlcjpuZXZlci1wcmludGVk"}}}'}
+
+
+@pytest.fixture(scope="module")
+def job_image(registry, tmp_path_factory) -> str:
+    """`graphbuild run //:ci` of this repository: the job image, built, tested and pushed; its
+    pushed reference by digest."""
+    from docker_env import REPO_ROOT
+
+    root = Workspace(REPO_ROOT, tmp_path_factory.mktemp("job-image-cache"))
+    result = root.gb("run", "//:ci", "--json")
+    assert result.exit_code == 0, result.stderr[-3000:]
+    assert next(n for n in result.json["nodes"] if n["id"] == "//:ci#push")["status"] == "ran"
+    from docker_env import manifest_digest
+
+    digest = manifest_digest("graphbuild/ci", "latest")  # what the tag names (the image's index)
+    assert digest and digest.startswith("sha256:")
+    return f"{registry}/graphbuild/ci:latest@{digest}"
+
+
+@pytest.mark.docker
+@pytest.mark.network
+@pytest.mark.timeout(1200)
+def test_the_pipeline_runs_with_the_docker_executor_in_the_job_image(repo, registry, job_image, tmp_path):
+    runner = _gitlab_ci_local()
+    tag = job_image.split("@")[0]
+    prefix = f"gbci-{uuid.uuid4().hex[:10]}"
+    # an environment whose job reaches the engine: over the job image as base, a library whose
+    # test runs in the image; pushed last
+    repo.write("envs/BUILD.envs", f"""
+        base_image(name = "base", ref = "{job_image}")
+        environment(name = "app", base = ":base", libraries = ["//libs/mylib"], test_runner = [],
+                    push = "{registry}/{prefix}/app:v1")
+        """)
+    repo.write("libs/mylib/BUILD.envs", 'py_library(name = "mylib", test_command = ["python", "tests/check.py"])\n')
+    repo.write("libs/mylib/pyproject.toml", OFFLINE_PYPROJECT)
+    repo.write("libs/mylib/backend.py", OFFLINE_BACKEND)
+    repo.write("libs/mylib/mylib/__init__.py", "def hello():\n    return 'hi'\n")
+    repo.write("libs/mylib/tests/check.py", LIBRARY_CHECK)
+    locked = repo.gb("lock", "//envs/...")
+    assert locked.exit_code == 0, locked.stderr
+    shared = tmp_path / "shared"  # the same path on the host and in the jobs (test trees are bind-mounted)
+    shared.mkdir()
+
+    # a tag is pinned now: every job runs exactly the image that was tested (the shared cache
+    # between jobs is the shell-executor test's subject: each job here builds what it needs)
+    result, document = pipeline(repo, "//...", "--job-image", tag,
+                                "--docker-engine", "socket")
+    validate(tmp_path, result.stdout)
+    assert document["default"]["image"] == job_image
+    for name in SECRET_NAMES:
+        assert name not in result.stdout
+    (repo.root / ".gitlab-ci.yml").write_text(result.stdout)
+    git(repo.root, "add", "-A")
+    git(repo.root, "commit", "-q", "-m", "pipeline")
+
+    secrets = [arg for name, value in SECRET_VALUES.items() for arg in ("--variable", f"{name}={value}")]
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("GRAPHBUILD_", "CI_"))}
+    proc = subprocess.run(
+        [runner, "--no-color", "--network", "host", "--pull-policy", "if-not-present",
+         "--volume", f"{os.environ['DOCKER_HOST'].removeprefix('unix://')}:/var/run/docker.sock",
+         "--volume", f"{shared}:{shared}", "--helper-image", job_image,
+         "--variable", f"GRAPHBUILD_CACHE_DIR={shared}/cache-$CI_JOB_ID", *secrets],
+        cwd=repo.root, capture_output=True, text=True, timeout=1000, env={**env, "HOME": str(tmp_path / "home")})
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log
+    found = jobs(document)
+    assert set(found) == JOBS | {"envs:app", "envs:base", "libs/mylib:mylib", "push"}
+    for job in found:  # (gitlab-ci-local pads job names)
+        assert re.search(rf"PASS  {re.escape(job)}\s", log), log
+        # in a container of the job image, not a shell
+        assert re.search(rf"^{re.escape(job)}\s+starting {re.escape(job_image)} ", log, re.M), log
+        assert re.search(rf"^{re.escape(job)}\s+\$ graphbuild ", log, re.M), log  # the image's own graphbuild
+    # the library's test ran in the engine the job reached (its check exits non-zero on a failure)
+    assert re.search(r"^envs:app\s+> \[\s*\d+/\d+\] ran\s+//envs:app#test\.mylib ", log, re.M), log
+    assert "warning" not in log.lower(), log
+    for value in SECRET_VALUES.values():
+        assert value not in log
+    assert "v1" in tags(f"{prefix}/app")  # pushed, after every other job

@@ -123,7 +123,9 @@ def locked(ws: TestWorkspace, env: str) -> dict:
 
 
 def locked_versions(ws: TestWorkspace, env: str) -> dict[str, str]:
-    return {p["name"]: p["version"] for p in locked(ws, env)["packages"] if "version" in p}
+    # (the index's packages: libraries are `directory`/`vcs` entries, built from their sources)
+    return {p["name"]: p["version"] for p in locked(ws, env)["packages"]
+            if "version" in p and "directory" not in p and "vcs" not in p}
 
 
 def git(*args: str, cwd: Path) -> str:

@@ -17,9 +17,18 @@ def _configure(parser: argparse.ArgumentParser) -> None:
                                            "targets, one job per target, sharing work through the remote cache.")
     gitlab.add_argument("targets", nargs="*", default=["//..."], metavar="TARGET", help="default: //...")
     gitlab.add_argument("--affected-since", metavar="REV", help="only targets a change since REV affects")
-    gitlab.add_argument("--image", help="the image jobs run in (default: the runner's)")
+    gitlab.add_argument("--job-image", "--image", dest="job_image", metavar="REF",
+                        help="the image jobs run in, with graphbuild (`graphbuild run //:ci` of graphbuild's "
+                             "repository pushes one); a tag is pinned to its digest now (default: the runner's)")
+    gitlab.add_argument("--docker-engine", choices=("dind", "kubernetes", "socket"), default=None,
+                        help="how jobs reach a Docker engine: dind (GitLab's docker:dind service over TLS, "
+                             "the Docker executor), kubernetes (the same service in the job's pod), socket "
+                             "(the runner mounts the host's /var/run/docker.sock); default: dind with "
+                             "--job-image, else nothing (the runner's shell has one)")
+    gitlab.add_argument("--dind-image", default="docker:dind", metavar="REF",
+                        help="the Docker-in-Docker service's image (default: docker:dind)")
     gitlab.add_argument("--before-script", action="append", default=[], metavar="CMD",
-                        help="a command run before each job (e.g. installing graphbuild); repeatable")
+                        help="a command run before each job; repeatable")
     gitlab.add_argument("--graphbuild", default="graphbuild", metavar="CMD", help="how jobs call graphbuild")
     gitlab.add_argument("--upgrades", action="store_true",
                         help="instead: a pipeline for a scheduled run trying newer versions of each environment's "

@@ -4,6 +4,8 @@ with the run, killed with graphbuild, so that nothing of them outlives a crash.
 - Each child leads a new session and process group: a timeout, or the end of the command,
   kills the whole group (a shell's background jobs, a build backend's workers), not just the
   child.
+- Each child's environment leaves out the CI's secrets (`graphbuild.secrets`): uv, build
+  backends and commands never see registry passwords, job tokens or the signing key.
 - Each group is recorded with the run (`Run.record_group`), and each child's environment
   carries the run's id (`GRAPHBUILD_RUN_ID`); a watchdog of the run kills what is left of
   both the moment graphbuild dies, however it dies (SIGKILL included): children and
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from graphbuild.cache.runs import RUN_ENV
+from graphbuild.secrets import without_secrets
 
 if TYPE_CHECKING:
     from graphbuild.cache.runs import Run
@@ -64,14 +67,16 @@ def run_process(args: Sequence[str] | str, *, cwd: Path | str | None = None, env
     kills the group if graphbuild dies); when it exits, what is left of its group is killed.
     On a timeout the whole group is killed and `subprocess.TimeoutExpired` is raised, as
     `subprocess.run` does (`.output` holds what it wrote). `merge_stderr=True` sends stderr into stdout (`.stderr`
-    is then None). `env=None` passes graphbuild's own environment.
+    is then None). `env=None` passes graphbuild's own environment; either way without the CI's
+    secrets.
     """
     run = bound_run()
+    child_env = without_secrets(os.environ if env is None else env)
     if run is not None:
         run.watch_children()  # before the first child exists: none may start unwatched
-        env = {**(os.environ if env is None else env), RUN_ENV: run.id}
+        child_env[RUN_ENV] = run.id
     child = subprocess.Popen(
-        args, cwd=cwd, env=dict(env) if env is not None else None, shell=shell, text=True,
+        args, cwd=cwd, env=child_env, shell=shell, text=True,
         stdin=subprocess.PIPE if input is not None else _devnull(), stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE, start_new_session=True,
     )

@@ -32,6 +32,7 @@ import graphbuild
 from graphbuild.errors import GraphbuildError, Location, SpecError, raise_collected
 from graphbuild.loading import protocol
 from graphbuild.loading.scan import scan
+from graphbuild.secrets import without_secrets
 
 #: How long graphbuild waits beyond the evaluator's own deadline before it kills it.
 GRACE_SECONDS = 15.0
@@ -100,7 +101,7 @@ class _Process:
     def __init__(self, max_memory_mb: int):
         self.max_memory_mb = max_memory_mb
         self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
-        env = dict(os.environ, RUST_BACKTRACE="0")
+        env = {**without_secrets(os.environ), "RUST_BACKTRACE": "0"}
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-S", "-c", _BOOT, _import_paths(), str(max_memory_mb)],

@@ -5,6 +5,12 @@ One job per target that declares nodes, `needs:` following the target graph so a
 as soon as what it depends on is built; every job shares work through the remote cache and
 keeps JUnit reports; a final job runs the pushes, and only when every other job passed.
 
+Jobs run on a stock runner with the Docker executor: every job runs in the job image (graphbuild
+and what it drives, built by graphbuild from this repository's `//:ci` and named by digest) and
+reaches a Docker engine the way the runner offers one (`--docker-engine`): GitLab's docker:dind
+service over TLS (the default), the same in a Kubernetes pod, or the runner host's socket.
+Registry credentials are never in the YAML: graphbuild reads GitLab's own variables at run time.
+
 In a merge-request pipeline from a fork every job reads the shared cache and never writes it
 (GRAPHBUILD_REMOTE_CACHE_READONLY=1), and nothing is pushed. That is a convenience, not the
 trust boundary: the pipeline's YAML is the merge request's to change. The boundary is the
@@ -34,6 +40,39 @@ FORK_MERGE_REQUEST = ("$CI_MERGE_REQUEST_SOURCE_PROJECT_ID && "
                       "$CI_MERGE_REQUEST_SOURCE_PROJECT_ID != $CI_MERGE_REQUEST_PROJECT_ID")
 
 
+#: Where dind writes its TLS certificates: the server's under it, the client's in `client/`,
+#: a volume the runner shares between the service and the job (GitLab's documented set-up)
+CERTS = "/certs"
+#: the local cache inside the project's directory, which the engine's service sees too
+#: (graphbuild-out/ is never a workspace input)
+SHARED_CACHE = "$CI_PROJECT_DIR/graphbuild-out/.cache"
+#: --docker-engine: the variables a job needs to reach the engine, and whether it is a service
+ENGINES: dict[str, dict[str, Any]] = {
+    # the Docker executor links the service to the job under its alias
+    # (and mounts the builds directory into it: the cache, where test trees are staged for the
+    # test containers' bind mounts, goes there so the engine sees the same paths)
+    "dind": {"service": True, "variables": {"DOCKER_HOST": "tcp://docker:2376", "DOCKER_TLS_CERTDIR": CERTS,
+                                            "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": f"{CERTS}/client",
+                                            "GRAPHBUILD_CACHE_DIR": SHARED_CACHE}},
+    # services share the job's pod (and its build volume): the engine is on localhost; the
+    # certificates need an emptyDir volume at /certs/client in the runner's config; the pod
+    # starts without waiting for the service, so the jobs wait for the engine
+    "kubernetes": {"service": True, "variables": {"DOCKER_HOST": "tcp://localhost:2376",
+                                                  "DOCKER_TLS_CERTDIR": CERTS, "DOCKER_TLS_VERIFY": "1",
+                                                  "DOCKER_CERT_PATH": f"{CERTS}/client",
+                                                  "GRAPHBUILD_CACHE_DIR": SHARED_CACHE}},
+    # the runner mounts the host's engine socket (jobs then control that engine: trusted runners
+    # only); test containers' bind mounts are host paths, so the runner mounts a host directory
+    # at the same path and GRAPHBUILD_CACHE_DIR points into it (a runner setting, not the YAML's)
+    "socket": {"service": False, "variables": {}},
+}
+#: before each job with an engine service: wait (up to a minute) until the engine answers
+WAIT_FOR_ENGINE = ('for i in $(seq 60); do python -c "import docker; docker.from_env().ping()" 2>/dev/null && break; '
+                   'sleep 1; done')
+#: pins a job image's tag to its digest: reading image references is the OCI rules' business
+PIN_JOB_IMAGE = "graphbuild.rules.oci.pinning:pinned_job_image"
+
+
 def _job_rules() -> list[dict[str, Any]]:
     """Read-only shared cache for a fork's merge request (job rules: variables set by
     workflow rules are not honoured everywhere, e.g. by gitlab-ci-local)."""
@@ -59,12 +98,18 @@ def gitlab(session: Session, args: argparse.Namespace) -> PipelineReport:
 def gitlab_pipeline(session: Session, labels: list[Label], args: argparse.Namespace) -> dict[str, Any]:
     gb = args.graphbuild
     remote = session.remote_url
+    engine_name = args.docker_engine or ("dind" if args.job_image else None)
+    engine = ENGINES[engine_name] if engine_name else {"service": False, "variables": {}}
     variables = {REMOTE_ENV: remote} if remote else {}
+    variables.update(engine["variables"])
     default: dict[str, Any] = {}
-    if args.image:
-        default["image"] = args.image
-    if args.before_script:
-        default["before_script"] = list(args.before_script)
+    if args.job_image:
+        default["image"] = _pinned(args.job_image)
+    if engine["service"]:
+        default["services"] = [{"name": args.dind_image, "alias": "docker"}]
+    before = ([WAIT_FOR_ENGINE] if engine["service"] and args.job_image else []) + list(args.before_script)
+    if before:
+        default["before_script"] = before
     pipeline: dict[str, Any] = {"stages": ["build", "test", "push"]}
     if default:
         pipeline["default"] = default
@@ -106,6 +151,13 @@ def gitlab_pipeline(session: Session, labels: list[Label], args: argparse.Namesp
             "rules": [{"if": FORK_MERGE_REQUEST, "when": "never"}, {"when": "on_success"}],
         }
     return pipeline
+
+
+def _pinned(text: str) -> str:
+    import importlib
+
+    module, _, name = PIN_JOB_IMAGE.partition(":")
+    return getattr(importlib.import_module(module), name)(text)
 
 
 def _nearest_with_jobs(graph: nx.DiGraph, label: Label, job_of: dict[Label, str]) -> set[Label]:

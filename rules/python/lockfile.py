@@ -1,8 +1,11 @@
 """The per-environment PEP 751 lock file (`pylock.<env>.toml`): writing, validating, freshness.
 
-Besides the standard `[[packages]]` (pins, wheel URLs, hashes, and each package's
-`dependencies`), `[tool.graphbuild]` records the spec the lock was made from and which
-packages belong to which layer.  A build compares that spec with the current one: if they
+The standard part is for any installer: `uv pip install -r envs/pylock.prod.toml` installs
+exactly what the image ships (the layers' pins, each in-repo library as a `directory` entry,
+each git library as a `vcs` entry at its commit); the test runner's packages, which only the
+test image has, are in the dependency group `test` (`marker = "'test' in dependency_groups"`),
+installed with `--group test`. Besides that, `[tool.graphbuild]` records the spec the lock
+was made from and which packages belong to which layer.  A build compares that spec with the current one: if they
 differ, the lock is stale and the build stops before doing anything.
 
 A lock is checked when read (it is a checked-in file people edit, merge and break): every
@@ -12,12 +15,14 @@ building something else than the lock says.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
 import tomli_w
+from packaging.pylock import Pylock, PylockValidationError
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import (
     InvalidSdistFilename,
@@ -34,6 +39,9 @@ HEADER = "# Written by `graphbuild lock`; do not edit. Rebuilt from the BUILD.en
 LIBRARIES_GROUP = "libraries"
 #: Packages the tests need but the image does not ship (pytest...): a layer of the test image only.
 TEST_RUNNER_GROUP = "testrunner"
+#: The PEP 751 dependency group of the test runner's packages (not installed by default).
+TEST_DEPENDENCY_GROUP = "test"
+TEST_MARKER = f"'{TEST_DEPENDENCY_GROUP}' in dependency_groups"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 
@@ -201,6 +209,7 @@ def parse(text: str) -> Lock:
     if tool.get("format") != LOCK_FORMAT:
         raise LockInvalid([Problem(lines.find("format ="), f"[tool.graphbuild] format is {tool.get('format')!r}, "
                                                           f"this graphbuild reads format {LOCK_FORMAT}")])
+    standard = _check_standard(data, lines)
     packages = _check_packages(data.get("packages"), lines, problems)
     spec = _check_spec(tool.get("spec"), lines, problems)
     libraries = _check_libraries(tool.get("libraries", []), lines, problems)
@@ -214,6 +223,12 @@ def parse(text: str) -> Lock:
             elif dep_name not in known:
                 problems.append(Problem(lines.package(name), f"package {name} depends on {dep_name}, "
                                                              f"which the lock does not hold"))
+    if standard is not None:
+        # packaging stops at the first problem; ours are listed all at once, with their line:
+        # the standard's is kept unless one of ours already names that entry
+        problem, name = standard
+        if name is None or not any(p.message.startswith(f"package {name}") for p in problems):
+            problems.append(problem)
     if problems:
         raise LockInvalid(problems)
     return Lock(packages, spec, layers, libraries)
@@ -248,6 +263,29 @@ class _Lines:
         return self.find(needle, max(first - 1, 0)) or first
 
 
+def _check_standard(data: dict[str, Any], lines: _Lines) -> tuple[Problem, str | None] | None:
+    """What PEP 751 requires of any lock, checked by `packaging.pylock` (names normalised,
+    versions, file names against versions, markers, one source per package...): the first
+    problem, and the name of the [[packages]] entry it is in (if it is in one)."""
+    try:
+        Pylock.from_dict(data)
+    except PylockValidationError as err:
+        context = getattr(err, "context", None) or ""
+        message = getattr(err, "message", None) or str(err)
+        line, name = 0, None
+        if match := re.match(r"packages\[(\d+)\]", context):
+            entries = data.get("packages")
+            index = int(match.group(1))
+            if isinstance(entries, list) and index < len(entries) and isinstance(entries[index], dict):
+                name = str(entries[index].get("name"))
+                line = lines.package(name)
+        elif context:
+            line = lines.find(context.split(".")[0].split("[")[0] + " =")
+        where = f" (at {context})" if context else ""
+        return Problem(line, f"not a valid PEP 751 lock: {message}{where}"), name
+    return None
+
+
 def _check_packages(raw: Any, lines: _Lines, problems: list[Problem]) -> dict[str, dict[str, Any]]:
     packages: dict[str, dict[str, Any]] = {}
     if raw is None:
@@ -261,11 +299,10 @@ def _check_packages(raw: Any, lines: _Lines, problems: list[Problem]) -> dict[st
             continue
         name = entry["name"]
         line = lines.package(name)
-        if "vcs" in entry:  # a git library, recorded for people and tools: built from its commit
-            continue
+        if "vcs" in entry or "directory" in entry:
+            continue  # a library, for other installers: graphbuild builds it from [tool.graphbuild] libraries
         if canonicalize_name(name) != name:
-            problems.append(Problem(line, f"package {name}: the name is not in canonical form "
-                                          f"({canonicalize_name(name)})"))
+            continue  # said by the standard's check
         if name in packages:
             problems.append(Problem(line, f"package {name} is listed twice"))
             continue
@@ -275,9 +312,8 @@ def _check_packages(raw: Any, lines: _Lines, problems: list[Problem]) -> dict[st
             parsed = Version(version) if isinstance(version, str) else None
         except InvalidVersion:
             parsed = None
-        if parsed is None:
-            problems.append(Problem(lines.after(line, "version"), f"package {name}: version {version!r} is not a "
-                                                                  "PEP 440 version"))
+        if parsed is None and version is None:  # (an invalid one is said by the standard's check)
+            problems.append(Problem(line, f"package {name}: no version"))
         if not entry.get("wheels") and not entry.get("sdist"):
             problems.append(Problem(line, f"package {name}: neither wheels nor an sdist"))
         for wheel in entry.get("wheels", []) if isinstance(entry.get("wheels"), list) else [None]:
@@ -395,30 +431,55 @@ def _strings(value: Any) -> bool:
 
 
 def render(uv_lock: dict[str, Any], *, spec: dict[str, Any], layers: list[dict[str, Any]],
-           libraries: list[dict[str, Any]], dependencies: dict[str, list[str]], python: str) -> bytes:
+           libraries: list[dict[str, Any]], dependencies: dict[str, list[str]], python: str,
+           lock_package: str = "") -> bytes:
+    """The lock file's bytes; `lock_package` is the workspace package (directory) it is written
+    in, which the paths of in-repo libraries and of git repositories named by a relative path
+    are relative to (as PEP 751 wants them)."""
+    test_only = {name for layer in layers if layer["label"] == TEST_RUNNER_GROUP for name in layer["packages"]}
     packages = []
     for entry in sorted(uv_lock.get("packages", []), key=lambda p: p["name"]):
         entry = dict(entry)
         deps = dependencies.get(entry["name"], [])
         if deps:
             entry["dependencies"] = [{"name": d} for d in sorted(deps)]
+        if entry["name"] in test_only:
+            marker = entry.get("marker")
+            entry["marker"] = f"({marker}) and {TEST_MARKER}" if marker else TEST_MARKER
         packages.append(entry)
-    for lib in libraries:
-        if lib.get("git"):
-            git = lib["git"]
-            packages.append({
-                "name": lib["name"],
-                **({"version": lib["version"]} if lib.get("version") else {}),
-                "vcs": {"type": "git", "url": git["url"], "requested-revision": git["ref"],
-                        "commit-id": lib["commit"], **({"subdirectory": git["subdir"]} if git["subdir"] else {})},
-            })
+    for lib in sorted(libraries, key=lambda lib: lib["name"]):
+        packages.append(_library_entry(lib, lock_package))
     document = {
         "lock-version": "1.0",
         "created-by": "graphbuild",
         "requires-python": f"=={python}.*",
+        **({"dependency-groups": [TEST_DEPENDENCY_GROUP]} if test_only else {}),
         "packages": packages,
         "tool": {"graphbuild": {"format": LOCK_FORMAT, "spec": normalise_spec(spec), "layers": layers,
                                 "libraries": [{k: v for k, v in lib.items() if (v is not None and v != [])
                                                or k == "requirements"} for lib in libraries]}},
     }
+    Pylock.from_dict(document)  # what we write is a valid PEP 751 lock (a failure here is our bug)
     return (HEADER + tomli_w.dumps(document)).encode()
+
+
+def _library_entry(lib: dict[str, Any], lock_package: str) -> dict[str, Any]:
+    """A library as PEP 751 has it: a `vcs` entry at its commit (a repository named by a relative
+    path is a `path` from the lock's directory, as PEP 751 resolves them), or for an in-repo
+    library a `directory` entry."""
+    package = lib["label"].split(":")[0].removeprefix("//")
+    version = {"version": lib["version"]} if lib.get("version") else {}
+    git = lib.get("git")
+    if not git:
+        return {"name": lib["name"], **version, "directory": {"path": _relative(package, lock_package)}}
+    url = git["url"]
+    where = ({"path": _relative(os.path.normpath(os.path.join(package, url)), lock_package)}
+             if url.startswith(("./", "../")) else {"url": url})
+    return {"name": lib["name"], **version,
+            "vcs": {"type": "git", **where, "requested-revision": git["ref"], "commit-id": lib["commit"],
+                    **({"subdirectory": git["subdir"]} if git.get("subdir") else {})}}
+
+
+def _relative(path: str, start: str) -> str:
+    relative = os.path.relpath(path or ".", start or ".")
+    return relative if relative.startswith("..") or relative == "." else f"./{relative}"

@@ -84,7 +84,7 @@ class _Builds:
         return build.source
 
 
-@executor("python.lock", version=4, cacheable=False)
+@executor("python.lock", version=5, cacheable=False)
 def lock_environment(ctx: ExecContext) -> dict[str, Any]:
     spec: dict[str, Any] = ctx.inputs["spec"]
     where: dict[str, str] = ctx.unkeyed.get("where", {})
@@ -188,7 +188,7 @@ def lock_environment(ctx: ExecContext) -> dict[str, Any]:
     old = {n: p.get("version", "") for n, p in previous.packages.items()} if previous else _old_versions(ctx, name)
     ctx.write_source(name, lockfile.render(uv_lock, spec=spec, layers=layers, libraries=libraries,
                                            dependencies={n: sorted(d) for n, d in dependencies.items()},
-                                           python=python))
+                                           python=python, lock_package=ctx.node.label.package))
     changed = {n: [old.get(n), v] for n, v in sorted(pins.items()) if old.get(n) != v}
     changed.update({n: [v, None] for n, v in old.items() if n not in pins})
     ctx.log(f"locked {len(pins)} packages into {name}")

@@ -15,11 +15,11 @@ The plan, step by step:
    packages take a layer of their own in this order: big ones first (when the lock records
    wheel sizes), then those a requirement names directly (what users re-pin: the proxy for
    change frequency, since a lock has no history), then by name; the rest share the group's
-   last layer. An environment over the cap shrinks its groups with the most layers first, one
-   layer at a time; when every group is down to one layer, it stops using its least shared
+   last layer. An environment over the cap shrinks its least shared groups first (those cost the
+   fewest other images), one layer at a time; when every group is down to one layer, it stops using its least shared
    groups and takes their packages into a layer of its own.
-4. Each image lists its layers most shared first (then by the set of environments, then by
-   name), as Nixery does: Docker reuses a layer only under the same chain of layers, and the
+4. Each image lists its layers most shared first (then by the set of environments, then
+   layers of transitive packages before those a requirement names, then by name), as Nixery does: Docker reuses a layer only under the same chain of layers, and the
    most shared layers come first in every image that has them.
 
 The same locks give the same plan (everything is sorted; no hash order, no clock). A pin
@@ -64,6 +64,7 @@ class PlannedLayer:
     environments: tuple[str, ...]  # the environments whose images hold this layer, sorted
     reason: str
     size: int | None = None  # sum of the wheels' sizes, when all are known
+    direct: bool = False  # holds a package a requirement names (likelier to be re-pinned)
 
     def as_json(self) -> dict:
         return {"name": self.name, "packages": list(self.packages), "environments": list(self.environments),
@@ -136,8 +137,11 @@ def plan_layers(environments: Mapping[str, Mapping[str, Package]], *, max_layers
             for env in layer.environments:
                 layers_of[env].append(layer)
     for env, layers in layers_of.items():
+        # a changed layer changes the chain of every layer above it (an engine that has those
+        # layers under the old chain extracts them again): among equally shared layers, those
+        # holding a directly named package (the likelier to be re-pinned) come last
         plan.layers[env] = sorted(layers, key=lambda layer: (-len(layer.environments), layer.environments,
-                                                             layer.name))
+                                                             layer.direct, layer.name))
     return plan
 
 
@@ -148,28 +152,34 @@ def _priority(package: Package) -> tuple:
 
 def _fit(groups: list[_Group], budget: Mapping[str, int]) -> None:
     """Lower the groups' layer counts (and, at the end, detach environments from shared groups)
-    until every environment is within its budget. Deterministic: groups are visited in a fixed
-    order, environments by name."""
-    while True:
-        used: dict[str, int] = dict.fromkeys(budget, 0)
-        for group in groups:
-            for env in group.users:
-                used[env] += group.count
-        over = sorted(env for env in budget if used[env] > budget[env])
-        if not over:
-            return
-        env = over[0]
-        mine = [g for g in groups if env in g.users]
-        shrinkable = [g for g in mine if g.count > 1]
-        if shrinkable:
-            # the group with the most layers gives one up (ties: the least shared, then by key)
-            target = min(shrinkable, key=lambda g: (-g.count, len(g.users), g.key))
-            target.count -= 1
-            continue
-        _detach(groups, env, mine)
+    until every environment is within its budget. Counts only go down (an environment's own
+    group, made by a detach, touches no other), so one pass over the environments, by name, is
+    enough; deterministic."""
+    used: dict[str, int] = dict.fromkeys(budget, 0)
+    member: dict[str, list[_Group]] = {env: [] for env in budget}
+    for group in groups:
+        for env in group.users:
+            used[env] += group.count
+            member[env].append(group)
+    for env in sorted(budget):
+        while used[env] > budget[env]:
+            mine = [g for g in member[env] if env in g.users]
+            shrinkable = [g for g in mine if g.count > 1]
+            if shrinkable:
+                # the least shared group gives up a layer (it costs the fewest other images
+                # their separate layers), the one with the most layers among those
+                target = min(shrinkable, key=lambda g: (len(g.users), -g.count, g.key))
+                target.count -= 1
+                for user in target.users:
+                    used[user] -= 1
+                continue
+            own = _detach(groups, env, mine)
+            if own not in member[env]:
+                member[env].append(own)
+            used[env] = sum(g.count for g in member[env] if env in g.users)
 
 
-def _detach(groups: list[_Group], env: str, mine: list[_Group]) -> None:
+def _detach(groups: list[_Group], env: str, mine: list[_Group]) -> _Group:
     """`env` stops using its least shared group; that group's packages go into env's own group."""
     own_key = (env,)
     own = next((g for g in groups if g.key == own_key), None)
@@ -181,6 +191,7 @@ def _detach(groups: list[_Group], env: str, mine: list[_Group]) -> None:
         groups.append(own)
     own.packages = sorted([*own.packages, *victim.packages], key=_priority)
     own.count = 1
+    return own
 
 
 def _split(group: _Group, total_envs: int) -> list[PlannedLayer]:
@@ -194,7 +205,7 @@ def _split(group: _Group, total_envs: int) -> list[PlannedLayer]:
         layers.append(PlannedLayer(
             name=f"pkg.{package.name}" + ("" if group.users == set(group.key) else f".{_short(group.key)}"),
             packages=(package.name,), idents=(package.ident,), environments=environments,
-            reason=f"its own layer ({why}); in {sharing}", size=package.size))
+            reason=f"its own layer ({why}); in {sharing}", size=package.size, direct=package.direct))
     rest = group.packages[own_count:]
     if rest:
         rest = sorted(rest, key=lambda p: (p.name, p.wheel))
@@ -207,7 +218,7 @@ def _split(group: _Group, total_envs: int) -> list[PlannedLayer]:
         layers.append(PlannedLayer(
             name=f"pkgs.{_short(group.key)}", packages=tuple(p.name for p in rest),
             idents=tuple(p.ident for p in rest), environments=environments, reason=reason,
-            size=None if None in sizes else sum(s or 0 for s in sizes)))
+            size=None if None in sizes else sum(s or 0 for s in sizes), direct=any(p.direct for p in rest)))
     return layers
 
 

@@ -47,6 +47,9 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
                                 help="update lock files first instead of failing when one is out of date")
             parser.add_argument("--affected-since", metavar="REV",
                                 help="only the targets a change since git revision REV affects (for CI)")
+            parser.add_argument("--output", choices=("oci", "docker-archive"), default="oci",
+                                help="what an image target leaves in graphbuild-out/<package>/: its OCI layout "
+                                     "<name>/ (default), or also <name>.docker.tar for `docker load`")
             parser.add_argument("--junit-dir", metavar="DIR",
                                 help="copy the JUnit reports of the run's tests (ran or cached) into DIR")
         parser.set_defaults(handler=run_verb, phase=verb)
@@ -87,7 +90,8 @@ def _run(session: Session, args: argparse.Namespace, reporter: ConsoleReporter) 
         order = analysis.closure(labels, args.phase)
         wanted = [ref for lab in labels for ref in analysis.providers[lab][DefaultInfo].files
                   if isinstance(ref, OutputRef)]
-        outcomes.update(_execute(session, reporter, analysis, order, wanted))
+        outcomes.update(_execute(session, reporter, analysis, order, wanted,
+                                 options={"output": getattr(args, "output", "oci")}))
         _record_history(session, args.phase, labels, outcomes, analysis)
         if getattr(args, "junit_dir", None):
             _copy_reports(session, outcomes, session.cwd / args.junit_dir)

@@ -3,6 +3,8 @@
 Node by node:
   compress.*   each layer's tar (and the base's) compressed, keyed by the tar's digest (build phase)
   image        base layers + the environment's layers -> OCI config/manifest (build phase)
+  out          the image as an OCI layout in graphbuild-out/<package>/<name>/ (and, with
+               `--output docker-archive`, <name>.docker.tar for `docker load`) (build phase)
   sbom         the CycloneDX SBOM of what the image installs, from the lock (build phase)
   image.test   the same plus the test-runner layer, for tests only (test phase)
   test.<lib>   each library's tests inside the test image, loaded by the first test that runs
@@ -25,6 +27,7 @@ from graphbuild.rules.oci.container import container_spec_for_tests
 from graphbuild.rules.oci.descriptors import ImageLayer
 from graphbuild.rules.oci.docker_engine import load_image
 from graphbuild.rules.oci.image import assemble_image, created_time, runtime_config
+from graphbuild.rules.oci.out_layout import write_image_outputs
 from graphbuild.rules.oci.push import push_image
 from graphbuild.rules.python.image_tests import pytest_command, run_library_tests
 from graphbuild.rules.python.layers import LAYER_FORMAT, build_layer, build_venv_layer
@@ -94,6 +97,12 @@ def declare_image(ctx: RuleContext, attrs: Any, info: Any, base: BaseImageInfo, 
         for library in info.libraries:
             test_nodes.append(_test_node(ctx, attrs, info, base, library, sources[library.label], runner_closure,
                                          test_image, where))
+    # the image a user takes: an OCI layout in graphbuild-out/<package>/<name>/ (no engine needed)
+    makers = {ref.node_id: NodeHandle(ref.node_id, (ref.name,))
+              for layer in shipped for ref in (layer.blob, layer.loadable)}
+    ctx.action("out", executor=write_image_outputs, kind="oci.out_layout",
+               inputs={"index": image.output("index.json"), "package": ctx.package, "name": ctx.label.name,
+                       "repository": f"graphbuild/{name}"}, waits_for=list(makers.values()))
     ctx.action("load", executor=load_image, kind="docker.load", phase="run",
                inputs={"config": image.output("config.json"), "index": image.output("index.json"),
                        "layers": [layer.loadable for layer in shipped], "repository": f"graphbuild/{name}"},

@@ -15,12 +15,13 @@ The plan, step by step:
    packages take a layer of their own in this order: big ones first (when the lock records
    wheel sizes), then those a requirement names directly (what users re-pin: the proxy for
    change frequency, since a lock has no history), then by name; the rest share the group's
-   last layer. An environment over the cap shrinks its least shared groups first (those cost the
-   fewest other images), one layer at a time; when every group is down to one layer, it stops using its least shared
-   groups and takes their packages into a layer of its own.
+   last layer. An environment over the cap shrinks its least shared groups first (those cost
+   the fewest other images), one layer at a time; when every group is down to one layer, it
+   stops using its least shared groups and takes their packages into a layer of its own.
 4. Each image lists its layers most shared first (then by the set of environments, then
-   layers of transitive packages before those a requirement names, then by name), as Nixery does: Docker reuses a layer only under the same chain of layers, and the
-   most shared layers come first in every image that has them.
+   layers of transitive packages before those a requirement names, then by name), as Nixery
+   does: Docker reuses a layer only under the same chain of layers, and the most shared
+   layers come first in every image that has them.
 
 The same locks give the same plan (everything is sorted; no hash order, no clock). A pin
 change in one environment moves that package out of the groups it was in: the layers that

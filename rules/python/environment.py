@@ -116,6 +116,9 @@ class EnvironmentInfo(Provider):
     wheels: dict[str, dict] = Field(default={}, description="library label -> {'wheel', 'filename'} of its wheel")
     library_deps: dict[str, list[str]] = Field(default={}, description="library label -> the other libraries "
                                                "of the environment it needs, directly or not")
+    layer_plan: tuple[dict, ...] = Field(default=(), description="the image layers planned for the packages "
+                                         "(`graphbuild layers`): name, packages, environments, why")
+    max_layers: int = DEFAULT_MAX_LAYERS
 
 
 @rule(attrs=EnvironmentAttrs, version=1)
@@ -190,6 +193,7 @@ def environment(ctx: RuleContext, attrs: EnvironmentAttrs) -> list[Provider]:
         packages={n: {"version": p.get("version", ""), "sha256": _wheel_sha(p, attrs)}
                   for n, p in lock.packages.items()},
         closures=closures, installed=installed, wheels=wheels, library_deps=_library_deps(libraries, lock),
+        layer_plan=tuple(_describe(plan, ctx.label.name, lock, package_nodes)), max_layers=attrs.max_layers,
     )
     if attrs.base is None:
         return [info, DefaultInfo()]
@@ -212,6 +216,18 @@ def _layer_node(ctx: RuleContext, name: str, packages: list[str], package_nodes:
              for p in packages]
     return ctx.action(f"layer.{name}", executor=merge_layers, outputs=LAYER_OUTPUTS, kind="python.layer",
                       inputs={"parts": parts}, description=f"layer {name} of {ctx.label} ({len(packages)} packages)")
+
+
+def _describe(plan: Plan, env: str, lock: lockfile.Lock, package_nodes: dict[str, NodeHandle]) -> list[dict]:
+    described = []
+    for position, layer in enumerate(plan.of(env)):
+        entry = layer.as_json()
+        entry["position"] = position + 1
+        entry["packages"] = [{"name": p, "version": lock.packages[p].get("version", ""),
+                              "node": package_nodes[p].id} for p in layer.packages]
+        entry["chain_shared"] = plan.chain_is_shared(env, layer)
+        described.append(entry)
+    return described
 
 
 #: Parsed locks by content digest: every environment of a package plans with all their locks.

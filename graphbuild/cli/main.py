@@ -11,7 +11,7 @@ from graphbuild.loading.evaluator import prestart
 prestart()  # the BUILD file evaluator process starts now: its start-up overlaps the imports below
 
 from graphbuild import __version__  # noqa: E402
-from graphbuild.cli import affected, build, ci, clean, graph, query, why  # noqa: E402
+from graphbuild.cli import affected, build, ci, clean, graph, layers, query, why  # noqa: E402
 from graphbuild.cli.output import emit_json  # noqa: E402
 from graphbuild.errors import EXIT_BAD_INPUT, GraphbuildError  # noqa: E402
 
@@ -63,7 +63,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"graphbuild {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     sub.required = True
-    for module in (build, query, graph, why, affected, ci, clean):
+    for module in (build, query, graph, why, affected, ci, clean, layers):
         module.add_parser(sub, common)
     for action in sub.choices.values():
         action.epilog = EPILOG

@@ -19,6 +19,7 @@ from graphbuild.rule import (
     Field,
     LabelAttr,
     OutputPaths,
+    OutputTree,
     Provider,
     RelativeDir,
     RelativePath,
@@ -30,7 +31,7 @@ from graphbuild.rule import (
 
 __all__ = [
     "ActionFailed", "Attrs", "DefaultInfo", "ExecContext", "Executor", "Field", "FileRef", "Label",
-    "LabelAttr", "Located", "Location", "NodeHandle", "OutputPaths", "OutputRef", "Provider",
+    "LabelAttr", "Located", "Location", "NodeHandle", "OutputPaths", "OutputRef", "OutputTree", "Provider",
     "RelativeDir", "RelativePath", "RuleContext", "RuleDef", "Source", "SpecError", "WorkspacePath", "executor",
     "rule", "run_is_alive", "run_process",
 ]

@@ -7,6 +7,7 @@ Docker tests use the real engine and the shared base tarball, and names of their
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -110,6 +111,7 @@ def test_build_writes_an_oci_layout_and_a_docker_archive_the_engine_loads_and_ru
     index = json.loads((layout / "index.json").read_text())
     assert index["manifests"][0]["digest"] == digest
     assert not any(p.is_symlink() for p in layout.rglob("*"))  # a copy of its own: no link into the cache
+    assert not (ws.root / f"graphbuild-out/envs/{name}.docker.tar").exists()  # only when asked
     skopeo, umoci = _tool("skopeo"), _tool("umoci")
     inspected = subprocess.run([skopeo, "inspect", f"oci:{layout}"], capture_output=True, text=True)
     assert inspected.returncode == 0, inspected.stderr
@@ -120,15 +122,18 @@ def test_build_writes_an_oci_layout_and_a_docker_archive_the_engine_loads_and_ru
     site = next((tmp_path / "bundle/rootfs/opt/env/lib").glob("python*/site-packages"))
     assert {"six.py", "attr", "idna", "mylib"} <= {p.name for p in site.iterdir()}
 
-    # the cache gone (graphbuild clean): the layout still holds every blob it names
+    # nothing changed: no node runs, the layout is left as it is
+    stamp = (layout / "index.json").stat().st_mtime_ns
+    assert ok(ws.gb("build", target, "--json")).ran() == set()
+    assert (layout / "index.json").stat().st_mtime_ns == stamp
+    # the cache gone (graphbuild clean removes it): the layout still holds every blob it names
     shutil.rmtree(ws.cache)
     assert subprocess.run([umoci, "stat", "--image", f"{layout}:envs/{name}"], capture_output=True).returncode == 0
 
-    archived = ok(ws.gb("build", target, "--output", "docker-archive", "--json"))
-    out = build_nodes(archived)[f"{target}#out"]["metadata"]
-    archive = ws.root / out["archive"]
+    ok(ws.gb("build", target, "--output", "docker-archive"))
+    archive = ws.root / f"graphbuild-out/envs/{name}.docker.tar"
     client = docker.from_env()
-    tag = out["tag"]
+    tag = f"graphbuild/envs/{name}:latest"
     try:
         with open(archive, "rb") as handle:
             loaded = client.images.load(handle.read())
@@ -141,57 +146,47 @@ def test_build_writes_an_oci_layout_and_a_docker_archive_the_engine_loads_and_ru
 
 
 @pytest.mark.network
-def test_the_layout_is_replaced_whole_and_an_up_to_date_one_is_left_alone(ws):
+def test_an_environment_without_a_base_leaves_no_layout(ws):
     write_envs(ws)
     ok(ws.gb("lock", "//envs/..."))
-    # no base: no image, no layout (layers only)
-    built = ok(ws.gb("build", DEV, "--json"))
-    assert f"{DEV}#out" not in build_nodes(built)
+    ok(ws.gb("build", DEV, "--json"))
     assert not (ws.root / "graphbuild-out/envs/dev").exists()
 
 
-def test_output_refuses_a_symlinked_output_tree(tmp_path):
-    from graphbuild.api import ActionFailed
-    from graphbuild.rules.oci.out_layout import output_dir
+def test_output_trees_are_copies_written_in_order_and_never_through_a_symlink(tmp_path):
+    from graphbuild.cache.blobs import BlobStore
+    from graphbuild.execution.events import NodeOutcome
+    from graphbuild.execution.materialize import OutputTreeError, materialize_trees
+    from graphbuild.nodes import OutputRef
+    from graphbuild.rule import OutputTree
 
+    (tmp_path / "cache/tmp").mkdir(parents=True)
+    (tmp_path / "cache/blobs/sha256").mkdir(parents=True)
+    store = BlobStore(tmp_path / "cache/blobs", tmp_path / "cache/tmp")
+    shas = [store.put_bytes(data)[0] for data in (b"layer", b"index")]
+    outcome = NodeOutcome("//p:t#n", "ran", outputs={"a": [shas[0], 5, False], "i": [shas[1], 5, False]})
+    tree = OutputTree(path="img", files=(("blobs/sha256/{sha256}", OutputRef("//p:t#n", "a")),
+                                         ("index.json", OutputRef("//p:t#n", "i"))))
+    archive = OutputTree(path="img.tar", kind="tarball", files=(("x", OutputRef("//p:t#n", "a")),))
+    root = tmp_path / "ws"
+    root.mkdir()
+    digest = lambda path: hashlib.sha256(path.read_bytes()).hexdigest()  # noqa: E731
+    materialize_trees([("p", tree), ("p", archive)], {"//p:t#n": outcome}, store, root, digest)
+    layout = root / "graphbuild-out/p/img"
+    assert (layout / "blobs/sha256" / shas[0]).read_bytes() == b"layer"
+    assert not (layout / "blobs/sha256" / shas[0]).is_symlink()
+    assert (layout / "index.json").read_bytes() == b"index"
+    assert not (root / "graphbuild-out/p/img.tar").exists()  # a kind not asked for
+    materialize_trees([("p", archive)], {"//p:t#n": outcome}, store, root, digest, kinds=("tarball",))
+    import tarfile
+
+    with tarfile.open(root / "graphbuild-out/p/img.tar") as tar:
+        assert [(m.name, m.mtime) for m in tar] == [("x", 0)]
+    # a symlink planted in the output tree is refused, not followed
+    shutil.rmtree(root / "graphbuild-out")
     (tmp_path / "elsewhere").mkdir()
-    (tmp_path / "ws").mkdir()
-    os.symlink(tmp_path / "elsewhere", tmp_path / "ws/graphbuild-out")
-    with pytest.raises(ActionFailed, match="not a directory"):
-        output_dir(tmp_path / "ws", "envs")
+    (root / "graphbuild-out").mkdir()
+    os.symlink(tmp_path / "elsewhere", root / "graphbuild-out/p")
+    with pytest.raises(OutputTreeError, match="symlink"):
+        materialize_trees([("p", tree)], {"//p:t#n": outcome}, store, root, digest)
     assert not any((tmp_path / "elsewhere").iterdir())
-
-
-def test_an_oci_layout_is_rewritten_only_when_it_changed_and_reuses_unchanged_blobs(tmp_path):
-    import hashlib
-
-    from graphbuild.rules.oci.out_layout import write_oci_layout
-
-    store = tmp_path / "store"
-    store.mkdir()
-
-    def blob(data: bytes) -> os.PathLike:
-        path = store / hashlib.sha256(data).hexdigest()
-        path.write_bytes(data)
-        return path
-
-    a, b, c = blob(b"a" * 1000), blob(b"b" * 10), blob(b"c" * 10)
-    dest = tmp_path / "out/img"
-    dest.parent.mkdir()
-    assert write_oci_layout(dest, b'{"i":1}', [a, b])
-    inode = (dest / "blobs/sha256" / a.name).stat().st_ino
-    assert not write_oci_layout(dest, b'{"i":1}', [a, b])  # up to date: nothing written
-    assert write_oci_layout(dest, b'{"i":2}', [a, c])
-    assert (dest / "blobs/sha256" / a.name).stat().st_ino == inode  # linked from the old layout, not copied
-    assert sorted(p.name for p in (dest / "blobs/sha256").iterdir()) == sorted([a.name, c.name])
-    assert (dest / "index.json").read_bytes() == b'{"i":2}'
-    assert [p.name for p in dest.parent.iterdir()] == ["img"]  # no temp or old directory left
-    # a damaged blob in the store is refused, and the old layout stays as it was
-    e = blob(b"e" * 5)
-    e.write_bytes(b"x" * 5)
-    from graphbuild.api import ActionFailed
-
-    with pytest.raises(ActionFailed, match="damaged"):
-        write_oci_layout(dest, b'{"i":3}', [a, e])
-    assert (dest / "index.json").read_bytes() == b'{"i":2}'
-    assert [p.name for p in dest.parent.iterdir()] == ["img"]

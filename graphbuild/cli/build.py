@@ -19,7 +19,7 @@ from graphbuild.cli.output import emit_json
 from graphbuild.cli.session import Session
 from graphbuild.errors import EXIT_BAD_INPUT, EXIT_BUILD_FAILED, EXIT_OK, GraphbuildError, SpecErrors
 from graphbuild.execution.events import STATUSES, NodeOutcome
-from graphbuild.execution.materialize import materialize
+from graphbuild.execution.materialize import materialize, materialize_trees
 from graphbuild.execution.scheduler import Scheduler
 from graphbuild.labels import Label
 from graphbuild.nodes import LOCK_PHASE, OutputRef
@@ -49,7 +49,8 @@ def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser)
                                 help="only the targets a change since git revision REV affects (for CI)")
             parser.add_argument("--output", choices=("oci", "docker-archive"), default="oci",
                                 help="what an image target leaves in graphbuild-out/<package>/: its OCI layout "
-                                     "<name>/ (default), or also <name>.docker.tar for `docker load`")
+                                     "<name>/ (default), or also <name>.docker.tar for `docker load` (outputs of "
+                                     "that kind)")
             parser.add_argument("--junit-dir", metavar="DIR",
                                 help="copy the JUnit reports of the run's tests (ran or cached) into DIR")
         parser.set_defaults(handler=run_verb, phase=verb)
@@ -90,8 +91,10 @@ def _run(session: Session, args: argparse.Namespace, reporter: ConsoleReporter) 
         order = analysis.closure(labels, args.phase)
         wanted = [ref for lab in labels for ref in analysis.providers[lab][DefaultInfo].files
                   if isinstance(ref, OutputRef)]
-        outcomes.update(_execute(session, reporter, analysis, order, wanted,
-                                 options={"output": getattr(args, "output", "oci")}))
+        trees = [(lab.package, tree) for lab in labels for tree in analysis.providers[lab][DefaultInfo].trees]
+        output = getattr(args, "output", "oci")
+        outcomes.update(_execute(session, reporter, analysis, order, wanted, trees=trees,
+                                 kinds=() if output == "oci" else (output,)))
         _record_history(session, args.phase, labels, outcomes, analysis)
         if getattr(args, "junit_dir", None):
             _copy_reports(session, outcomes, session.cwd / args.junit_dir)
@@ -117,12 +120,17 @@ def _stale(session: Session, labels: list[Label]) -> list[Label]:
 
 
 def _execute(session: Session, reporter: ConsoleReporter, analysis: Analysis, order: list[str],
-             wanted: list[OutputRef], options: dict[str, Any] | None = None) -> dict[str, NodeOutcome]:
+             wanted: list[OutputRef], options: dict[str, Any] | None = None, trees: list | None = None,
+             kinds: tuple[str, ...] = ()) -> dict[str, NodeOutcome]:
     scheduler = Scheduler(actions=session.actions, blobs=session.blobs, workspace_root=session.workspace.root,
                           tmp_dir=session.cache.tmp, reporter=reporter, jobs=session.jobs, remote=session.remote,
                           options=options, run=session.run)
-    return scheduler.run(analysis.nodes, order, deliver=lambda outcomes: materialize(
-        wanted, outcomes, session.blobs, session.workspace.root, session.files.digest))
+    def deliver(outcomes: dict[str, NodeOutcome]) -> list[Path]:
+        written = materialize(wanted, outcomes, session.blobs, session.workspace.root, session.files.digest)
+        return written + materialize_trees(trees or [], outcomes, session.blobs, session.workspace.root,
+                                           session.files.digest, kinds)
+
+    return scheduler.run(analysis.nodes, order, deliver=deliver)
 
 
 def _copy_reports(session: Session, outcomes: dict[str, NodeOutcome], directory: Path) -> None:

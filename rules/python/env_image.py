@@ -3,8 +3,8 @@
 Node by node:
   compress.*   each layer's tar (and the base's) compressed, keyed by the tar's digest (build phase)
   image        base layers + the environment's layers -> OCI config/manifest (build phase)
-  out          the image as an OCI layout in graphbuild-out/<package>/<name>/ (and, with
-               `--output docker-archive`, <name>.docker.tar for `docker load`) (build phase)
+  out          the two small documents of the image's OCI layout and docker archive, which
+               the build delivers to graphbuild-out/<package>/ (build phase)
   sbom         the CycloneDX SBOM of what the image installs, from the lock (build phase)
   image.test   the same plus the test-runner layer, for tests only (test phase)
   test.<lib>   each library's tests inside the test image, loaded by the first test that runs
@@ -27,7 +27,7 @@ from graphbuild.rules.oci.container import container_spec_for_tests
 from graphbuild.rules.oci.descriptors import ImageLayer
 from graphbuild.rules.oci.docker_engine import load_image
 from graphbuild.rules.oci.image import assemble_image, created_time, runtime_config
-from graphbuild.rules.oci.out_layout import write_image_outputs
+from graphbuild.rules.oci.out_layout import image_trees, write_out_files
 from graphbuild.rules.oci.push import push_image
 from graphbuild.rules.python.image_tests import pytest_command, run_library_tests
 from graphbuild.rules.python.layers import LAYER_FORMAT, build_layer, build_venv_layer
@@ -43,6 +43,7 @@ class ImageInfo(Provider):
     sbom: OutputRef | None = Field(default=None, description="the image's CycloneDX SBOM")
     tests: tuple[str, ...] = Field(default=(), description="ids of the test nodes")
     files: tuple[Any, ...] = ()
+    trees: tuple[Any, ...] = Field(default=(), description="the OCI layout and docker archive in graphbuild-out/")
 
 
 def declare_image(ctx: RuleContext, attrs: Any, info: Any, base: BaseImageInfo, layers: list[NodeHandle],
@@ -98,11 +99,13 @@ def declare_image(ctx: RuleContext, attrs: Any, info: Any, base: BaseImageInfo, 
             test_nodes.append(_test_node(ctx, attrs, info, base, library, sources[library.label], runner_closure,
                                          test_image, where))
     # the image a user takes: an OCI layout in graphbuild-out/<package>/<name>/ (no engine needed)
-    makers = {ref.node_id: NodeHandle(ref.node_id, (ref.name,))
-              for layer in shipped for ref in (layer.blob, layer.loadable)}
-    ctx.action("out", executor=write_image_outputs, kind="oci.out_layout",
-               inputs={"index": image.output("index.json"), "package": ctx.package, "name": ctx.label.name,
-                       "repository": f"graphbuild/{name}"}, waits_for=list(makers.values()))
+    out = ctx.action("out", executor=write_out_files, kind="oci.out_files",
+                     outputs=["oci-layout", "docker-manifest.json"],
+                     inputs={"config": image.output("config.json"), "manifest": image.output("manifest.json"),
+                             "tag": f"graphbuild/{name}:latest"})
+    trees = image_trees(ctx.label.name, out=out, index=image.output("index.json"),
+                        manifest=image.output("manifest.json"), config=image.output("config.json"),
+                        blobs=[layer.blob for layer in shipped], tars=[layer.loadable for layer in shipped])
     ctx.action("load", executor=load_image, kind="docker.load", phase="run",
                inputs={"config": image.output("config.json"), "index": image.output("index.json"),
                        "layers": [layer.loadable for layer in shipped], "repository": f"graphbuild/{name}"},
@@ -119,7 +122,7 @@ def declare_image(ctx: RuleContext, attrs: Any, info: Any, base: BaseImageInfo, 
                            "sbom": sbom.output(SBOM_OUTPUT), "title": name, "architecture": base.architecture})
     return ImageInfo(label=str(ctx.label), manifest=image.output("manifest.json"), config=image.output("config.json"),
                      index=image.output("index.json"), blobs=tuple(layer.blob for layer in shipped),
-                     sbom=sbom.output(SBOM_OUTPUT), tests=tuple(n.id for n in test_nodes))
+                     sbom=sbom.output(SBOM_OUTPUT), tests=tuple(n.id for n in test_nodes), trees=trees)
 
 
 def _created(ctx: RuleContext) -> str | None:

@@ -202,7 +202,7 @@ def environment(ctx: RuleContext, attrs: EnvironmentAttrs) -> list[Provider]:
     layer_of = {p: planned.name for planned in plan.of(ctx.label.name) for p in planned.packages}
     components = _sbom_components(lock, installed, libraries, wheels, attrs, layer_of)
     image = declare_image(ctx, attrs, info, base, layers, runner, sources, runner_closure, components)
-    return [info, image, DefaultInfo(files=image.files)]
+    return [info, image, DefaultInfo(files=image.files, trees=image.trees)]
 
 
 def _layer_node(ctx: RuleContext, name: str, packages: list[str], package_nodes: dict[str, NodeHandle]

@@ -1,3 +1,3 @@
-from graphbuild.cli.main import run
+from graphbuild.cli import run
 
 run()

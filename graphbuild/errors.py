@@ -6,20 +6,57 @@ fails during execution makes the build exit with 1.  Nothing here prints: the CL
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 EXIT_OK = 0
 EXIT_BUILD_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 
-@dataclass(frozen=True, order=True)
 class Location:
-    """A place in a workspace file; `path` is relative to the workspace root."""
+    """A place in a workspace file; `path` is relative to the workspace root.
 
+    Immutable, compared and ordered as (path, line, col). A plain class rather than a
+    dataclass: every command imports this module, `graphbuild --help` included, and the
+    dataclasses module costs that start-up more than all of argparse."""
+
+    __slots__ = ("col", "line", "path")
     path: str
-    line: int = 0
-    col: int = 0
+    line: int
+    col: int
+
+    def __init__(self, path: str, line: int = 0, col: int = 0):
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "line", line)
+        object.__setattr__(self, "col", col)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Location is immutable (cannot set {name})")
+
+    def _key(self) -> tuple[str, int, int]:
+        return (self.path, self.line, self.col)
+
+    def __eq__(self, other: object) -> bool:
+        return self._key() == other._key() if isinstance(other, Location) else NotImplemented
+
+    def __lt__(self, other: Location) -> bool:
+        return self._key() < other._key() if isinstance(other, Location) else NotImplemented
+
+    def __le__(self, other: Location) -> bool:
+        return self._key() <= other._key() if isinstance(other, Location) else NotImplemented
+
+    def __gt__(self, other: Location) -> bool:
+        return self._key() > other._key() if isinstance(other, Location) else NotImplemented
+
+    def __ge__(self, other: Location) -> bool:
+        return self._key() >= other._key() if isinstance(other, Location) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"Location(path={self.path!r}, line={self.line!r}, col={self.col!r})"
+
+    def __reduce__(self) -> tuple[type, tuple[str, int, int]]:
+        return (Location, self._key())
 
     def __str__(self) -> str:
         if not self.line:
@@ -57,6 +94,12 @@ class GraphbuildError(Exception):
 
 class SpecError(GraphbuildError):
     """A BUILD.envs file, a loaded rule file or a lock file says something invalid."""
+
+
+class StaleLock(SpecError):
+    """A file the spec derives and the repository checks in (a lock file) is missing, out of
+    date or damaged: `graphbuild lock` (or `--relock`) writes it again. Only this error makes
+    `--relock` relock a target; any other spec error is reported as it is."""
 
 
 class UsageError(GraphbuildError):

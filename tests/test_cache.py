@@ -185,7 +185,7 @@ def test_clean_deletes_the_cache_and_graphbuild_out(ws):
     assert (ws.root / "graphbuild-out/pkg/top.txt").is_file()
     cleaned = ws.gb("clean", "--json")
     assert cleaned.exit_code == 0, cleaned.stderr
-    assert cleaned.json == {"command": "clean", "cache_dir": str(ws.cache)}
+    assert cleaned.json == {"command": "clean", "cache_dir": str(ws.cache), "exit_code": 0}
     assert list(ws.cache.iterdir()) == []
     assert not (ws.root / "graphbuild-out").exists()
     again = ws.gb("build", "//pkg:top", "--json")
@@ -211,7 +211,8 @@ def test_without_cache_dir_the_environment_variable_is_used(ws, tmp_path, monkey
     assert not (tmp_path / "xdg").exists()
     assert not ws.cache.exists()
     assert main(["clean", "-C", str(ws.root), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"command": "clean", "cache_dir": str(env_cache)}
+    assert json.loads(capsys.readouterr().out) == {"command": "clean", "cache_dir": str(env_cache),
+                                                        "exit_code": 0}
 
 
 def test_default_cache_dir_follows_xdg_then_home(tmp_path, monkeypatch):

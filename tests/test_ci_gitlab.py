@@ -149,7 +149,7 @@ def test_affected_since_emits_only_the_affected_targets_jobs(repo, tmp_path):
 def test_ci_needs_a_known_system(repo):
     result = repo.gb("ci", "jenkins", "//...")
     assert result.exit_code == 2
-    assert "invalid choice" in result.stderr
+    assert "unknown choice 'jenkins'" in result.stderr
 
 
 # -- with the real registry: an environment's pipeline, and the pipeline run by gitlab-ci-local --

@@ -67,6 +67,7 @@ def test_query_json(cli_ws):
             {"label": "//lib:core", "kind": "genrule"},
             {"label": "//lib:util", "kind": "genrule"},
         ],
+        "exit_code": 0,
     }
     kinds = cli_ws.gb("query", "//...", "--json").json["targets"]
     assert {t["label"]: t["kind"] for t in kinds}["//app:docs"] == "filegroup"

@@ -450,7 +450,7 @@ def test_bad_or_empty_command_line_pattern(ws, pattern, message, hint):
 # 14 ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("args", "message", "hint"), [
-    (["bild", "//pkg:up"], "error: argument VERB: invalid choice: 'bild'", "hint: run 'graphbuild --help'"),
+    (["bild", "//pkg:up"], "error: unknown verb 'bild'", "hint: did you mean 'build'?"),
     (["build"], "error: the following arguments are required: TARGET", "hint: run 'graphbuild build --help'"),
     (["build", "//pkg:up", "-j", "many"], "error: argument -j/--jobs: invalid int value: 'many'",
      "hint: run 'graphbuild build --help'"),

@@ -78,7 +78,7 @@ def analysed(ws: TestWorkspace, pattern: str = "//envs/..."):
     import argparse
 
     from graphbuild.analysis.fingerprint import fingerprints
-    from graphbuild.cli.session import Session
+    from graphbuild.operations.session import Session
 
     session = Session(argparse.Namespace(workspace=str(ws.root), cache_dir=str(ws.cache)))
     try:
@@ -97,7 +97,8 @@ def test_comment_and_blank_lines_anywhere_in_build_envs_affect_nothing(example):
          '        # inside a requirement list\n\n        "requests>=2.31",\n')
     edit(example, "envs/BUILD.envs", '    libraries = ["//libs/textstats", "//libs/featurize", ":research_tools"],',
          '\n    libraries = ["//libs/textstats", "//libs/featurize", ":research_tools"],  # why')
-    assert affected(example) == {"command": "affected", "since": "HEAD", "targets": [], "nodes": []}
+    assert affected(example) == {"command": "affected", "since": "HEAD", "targets": [], "nodes": [],
+                                "exit_code": 0}
     analysis, after = analysed(example)
     # every node, the lock nodes included (affected looks at them too), has the same key
     assert after == before

@@ -1,45 +1,40 @@
-"""`graphbuild query EXPR`: questions about the target graph (deps, rdeps, kind, allpaths...)."""
+"""`graphbuild query EXPR` (the target graph) and `graphbuild graph TARGETS` (the action graph)."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-import networkx as nx
-
-from graphbuild.analysis.analyzer import Analyzer
-from graphbuild.cli.output import emit_json, emit_text
-from graphbuild.cli.session import Session
-from graphbuild.errors import EXIT_OK
-from graphbuild.query import evaluate
+from graphbuild.verbs import Verb
 
 
-def add_parser(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser(
-        "query", parents=[parent], help="query the target graph",
-        description="Evaluate a query over targets. Functions: deps(X[, N]), rdeps(U, X[, N]), kind(RE, X), "
-                    "allpaths(A, B), somepath(A, B); operators + - ^ (union, except, intersect).",
-    )
+def _configure_query(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("expr", metavar="EXPR", help="e.g. 'deps(//envs:prod)' or 'rdeps(//..., //envs:core)'")
-    parser.set_defaults(handler=run_query)
 
 
-def run_query(session: Session, args: argparse.Namespace) -> int:
-    named: dict[str, list] = {}
+def run_query(ctx: Any, args: argparse.Namespace) -> Any:
+    from graphbuild.operations.inspect import query
+    from graphbuild.reporting import inspect
 
-    def resolve(word: str) -> set[str]:
-        if word not in named:
-            named[word] = session.labels([word])
-        return {str(lab) for lab in named[word]}
+    return inspect.query(query(ctx.session, args.expr))
 
-    # The first pass only learns which targets the expression names; the second runs over
-    # the dependency closure of those.
-    evaluate(args.expr, nx.DiGraph(), resolve)
-    _, graph = Analyzer(session.loader, session.files.digest).load_closure(
-        list(dict.fromkeys(lab for labels in named.values() for lab in labels)))
-    result = sorted(evaluate(args.expr, graph, resolve))
-    if args.json:
-        emit_json({"command": "query", "expr": args.expr,
-                   "targets": [{"label": lab, "kind": graph.nodes[lab].get("kind")} for lab in result]})
-    elif result:
-        emit_text("\n".join(result))
-    return EXIT_OK
+
+def _configure_graph(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("targets", nargs="+", metavar="TARGET")
+    parser.add_argument("--format", choices=("dot", "json"), default="dot")
+
+
+def run_graph(ctx: Any, args: argparse.Namespace) -> Any:
+    from graphbuild.operations.inspect import action_graph
+    from graphbuild.reporting import inspect
+
+    return inspect.graph(action_graph(ctx.session, args.targets), as_json=args.format == "json")
+
+
+VERBS = [
+    Verb("query", "query the target graph", _configure_query, run_query,
+         description="Evaluate a query over targets. Functions: deps(X[, N]), rdeps(U, X[, N]), kind(RE, X), "
+                     "allpaths(A, B), somepath(A, B); operators + - ^ (union, except, intersect)."),
+    Verb("graph", "print the action graph of targets", _configure_graph, run_graph,
+         description="Print the nodes the targets need (all phases) and their dependencies."),
+]

@@ -38,7 +38,7 @@ class CacheSection(_Section):
     dir: str | None = Field(default=None, description="the local cache directory, relative to the workspace root")
     remote: str | None = Field(default=None, description="a shared cache: oci://HOST/REPOSITORY")
     remote_readonly: bool = Field(default=False, description="read the shared cache, never write to it")
-    # each entry is checked (with its own line) where the keys are read: cli/session.py
+    # each entry is checked (with its own line) where the keys are read: operations/session.py
     trusted_keys: Any = Field(default=[], description="public keys whose shared-cache entries are read")
 
 
@@ -48,6 +48,7 @@ class PushSection(_Section):
 
 class PluginsSection(_Section):
     rules: list[str] = Field(default=[], description="Python files of the workspace defining rules (trusted code)")
+    verbs: list[str] = Field(default=[], description="Python files of the workspace adding verbs (a list VERBS)")
 
 
 class LoadingSection(_Section):

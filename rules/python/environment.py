@@ -25,7 +25,7 @@ from graphbuild.api import (
     OutputRef,
     Provider,
     RuleContext,
-    SpecError,
+    StaleLock,
     rule,
 )
 from graphbuild.rules.oci.base_image import BaseImageInfo
@@ -367,7 +367,7 @@ def _read_lock(ctx: RuleContext, name: str, spec: dict[str, Any], where: dict[st
     relock = f"run 'graphbuild lock {ctx.label}' (or pass --relock)"
     path = f"{ctx.package}/{name}".lstrip("/")
     if not (ctx.workspace_root / path).is_file():
-        raise SpecError(f"{ctx.label} has no lock file {path}", location=ctx.attr_location(), hint=relock)
+        raise StaleLock(f"{ctx.label} has no lock file {path}", location=ctx.attr_location(), hint=relock)
     try:
         lock = lockfile.parse(ctx.read_text(name))
     except lockfile.LockInvalid as err:
@@ -375,14 +375,14 @@ def _read_lock(ctx: RuleContext, name: str, spec: dict[str, Any], where: dict[st
         listed = "".join(f"\n  {path}:{p.line}: {p.message}" if p.line else f"\n  {path}: {p.message}"
                          for p in err.problems)
         count = f"{len(err.problems)} problems" if len(err.problems) > 1 else "1 problem"
-        raise SpecError(f"the lock of {ctx.label} is not valid ({count}); it was edited or damaged:{listed}",
+        raise StaleLock(f"the lock of {ctx.label} is not valid ({count}); it was edited or damaged:{listed}",
                         location=Location(path, first.line),
                         hint=f"run 'graphbuild lock {ctx.label}' to write it again from the spec") from None
     # git libraries are compared by what the spec says (branch), not the commit the lock found;
     # sets (requirements, libraries) are compared as sets
     if lockfile.normalise_spec(lock.spec) != spec:
         changes = lockfile.spec_changes(lock.spec, spec, where)
-        raise SpecError(f"the lock of {ctx.label} ({path}) is out of date: " + "; ".join(changes),
+        raise StaleLock(f"the lock of {ctx.label} ({path}) is out of date: " + "; ".join(changes),
                         location=ctx.attr_location(), hint=relock)
     for library in libraries:
         _check_library_version(ctx, lock, library, spec, path, relock)
@@ -403,7 +403,7 @@ def _check_library_version(ctx: RuleContext, lock: lockfile.Lock, library: PyLib
     refused = [r for r in named if _refuses(r, library.name, library.version)]
     if packages or refused:
         who = ", ".join([*packages, *(repr(r) for r in refused)])
-        raise SpecError(f"the lock of {ctx.label} ({path}) is out of date: library {library.label} is version "
+        raise StaleLock(f"the lock of {ctx.label} ({path}) is out of date: library {library.label} is version "
                         f"{library.version} now, the lock checked {locked['version']} against {who}",
                         location=ctx.attr_location("libraries"), hint=relock)
 

@@ -1,4 +1,5 @@
-"""`graphbuild layers ENV`: an environment's planned image layers, as text or JSON.
+"""`graphbuild layers ENV`: an environment's planned image layers, as text or JSON (the verb is
+declared in `verbs.py`).
 
 The plan is what analysis computed (`EnvironmentInfo.layer_plan`); nothing is built.
 """
@@ -34,3 +35,22 @@ def layers_text(document: dict[str, Any]) -> str:
         lines.append(f"       why: {layer['why']}")
     lines.append("     also: " + "; ".join(document["other_layers"]))
     return "\n".join(lines)
+
+
+def run_layers(ctx: Any, args: Any) -> Any:
+    """The `layers` verb (declared in `verbs.py`)."""
+    from graphbuild.api import Report, UsageError
+
+    labels = ctx.labels([args.target])
+    if len(labels) != 1:
+        raise UsageError(f"'{args.target}' names {len(labels)} targets; layers shows one environment",
+                         hint="name one environment, e.g. //envs:prod")
+    label = labels[0]
+    analysis = ctx.analyze(labels)
+    info = analysis.providers[label].get(EnvironmentInfo)
+    if not isinstance(info, EnvironmentInfo):
+        kind = analysis.targets[label].rule.name
+        raise UsageError(f"{label} is not an environment (it is a '{kind}' target)",
+                         hint="graphbuild layers takes an environment target")
+    document = layers_document(info)
+    return Report(data=document, text=layers_text(document))

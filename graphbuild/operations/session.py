@@ -86,7 +86,7 @@ class Session:
         It reads entries signed by a key of `[cache] trusted_keys` and writes, signed, only with
         a signing key; what it cannot do is said once, as a warning."""
         settings = self.workspace.config.get("cache", {})
-        url = self.args.remote_cache or os.environ.get(REMOTE_ENV) or settings.get("remote")
+        url = self.remote_url
         if not url:
             return None
         from graphbuild.cache.remote import RemoteCache, RemoteCacheError, RemoteLocation
@@ -124,6 +124,13 @@ class Session:
             _warn(f"remote cache {location} is unavailable ({err}); using the local cache only")
             return None
         return remote
+
+    @cached_property
+    def remote_url(self) -> str | None:
+        """The shared cache's URL, resolved once for every use (the cache, `ci gitlab`):
+        --remote-cache, else $GRAPHBUILD_REMOTE_CACHE, else [cache] remote of graphbuild.toml."""
+        return (getattr(self.args, "remote_cache", None) or os.environ.get(REMOTE_ENV)
+                or self.workspace.config.get("cache", {}).get("remote") or None)
 
     def trusted_keys(self) -> TrustedKeys:
         """`[cache] trusted_keys` of graphbuild.toml: every bad entry reported at once (exit 2)."""

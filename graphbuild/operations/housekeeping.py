@@ -1,0 +1,91 @@
+"""The cache's housekeeping: `clean`, `cache gc --max-size SIZE` and `cache keygen`."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from graphbuild.errors import EXIT_OK, UsageError
+from graphbuild.execution.materialize import OUT_DIR
+from graphbuild.operations.session import Session
+
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10, "M": 1 << 20, "MB": 1 << 20,
+          "MIB": 1 << 20, "G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30, "T": 1 << 40, "TB": 1 << 40, "TIB": 1 << 40}
+
+
+@dataclass(frozen=True)
+class CleanReport:
+    cache_dir: Path
+    out_dir: str = OUT_DIR
+    exit_code: int = EXIT_OK
+
+
+@dataclass(frozen=True)
+class GcReport:
+    limit: int
+    result: dict[str, Any]  # evicted_results, deleted_blobs, freed_bytes, kept_bytes, kept_results
+    exit_code: int = EXIT_OK
+
+
+@dataclass(frozen=True)
+class KeygenReport:
+    key_id: str
+    public_key: str
+    private_key_file: Path | None  # None: the private key is in `private_key_pem`
+    private_key_pem: str | None
+    exit_code: int = EXIT_OK
+
+
+def parse_size(text: str) -> int:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text)
+    if not match or match.group(2).upper() not in _UNITS:
+        raise UsageError(f"invalid size {text!r}", hint="write a number with an optional unit: 800M, 10G, 1.5T")
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+
+
+def clean(session: Session) -> CleanReport:
+    cache = session.cache
+    root = cache.root
+    session.close()
+    # Only what graphbuild keeps there: the directory may be shared with other files.
+    for sub in (cache.blobs, cache.actions, cache.history, cache.tmp):
+        shutil.rmtree(sub, ignore_errors=True)
+    out = session.workspace.root / OUT_DIR
+    if out.is_symlink():  # the link goes, never what it points at
+        out.unlink()
+    shutil.rmtree(out, ignore_errors=True)
+    session.__dict__.pop("actions", None)
+    session.__dict__.pop("files", None)
+    return CleanReport(root)
+
+
+def gc(session: Session, max_size: str) -> GcReport:
+    from graphbuild.cache.gc import collect
+
+    limit = parse_size(max_size)
+    return GcReport(limit, collect(session.actions, session.blobs, session.cache.tmp, limit))
+
+
+def keygen(output: str | None) -> KeygenReport:
+    from graphbuild.cache.signing import SigningKey
+
+    key = SigningKey.generate()
+    public = key.public.line()
+    if not output:
+        return KeygenReport(key.public.key_id, public, None, key.pem().decode())
+    path = Path(output).expanduser()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise UsageError(f"{path} already exists; the key in it is kept",
+                         hint="choose another path, or delete the old key first") from None
+    except OSError as err:
+        raise UsageError(f"cannot create {path}: {err.strerror}") from None
+    with os.fdopen(fd, "wb") as out:
+        out.write(key.pem())
+    os.chmod(path, 0o600)  # whatever the umask was
+    return KeygenReport(key.public.key_id, public, path, None)

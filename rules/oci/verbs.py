@@ -1,0 +1,15 @@
+"""The verbs of `graphbuild.rules.oci` (declared here, run elsewhere: keep this module light).
+
+Example::
+
+    def _configure(parser):
+        parser.add_argument("targets", nargs="+", metavar="TARGET")
+
+    VERBS = [Verb("name", "one line of help", _configure, run="graphbuild.rules.oci.module:run")]
+"""
+
+from __future__ import annotations
+
+from graphbuild.api import Verb
+
+VERBS: list[Verb] = []

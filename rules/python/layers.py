@@ -97,17 +97,23 @@ def build_layer(ctx: ExecContext) -> dict[str, Any]:
 _INSTALL = ["pip", "install", "--no-deps", "--no-build", "--link-mode", "copy", "--no-compile", "--quiet",
             "--python", sys.executable]
 _PREFETCHED: dict[tuple[str, ...], threading.Lock] = {}
+_MISSES: dict[tuple[str, ...], int] = {}
 _PREFETCH_GUARD = threading.Lock()
 
 
 def _prefetch(ctx: ExecContext, python: str, platform: str) -> None:
-    """Fill uv's cache with this node's wheels and its siblings' (unkeyed `prefetch`), in one
-    uv call, once per set per process; the installed tree is thrown away (hard links into
-    uv's cache: cheap)."""
+    """Fill uv's cache with this node's siblings' wheels (unkeyed `prefetch`) in one uv call,
+    once per set per process, from the second node of the set that misses uv's cache on: a
+    pin change misses once (its node fetches its own wheel alone), a cold build misses for
+    every node (one bulk download then serves all but the first). The installed tree is thrown
+    away (hard links into uv's cache: cheap)."""
     lines = tuple(sorted(ctx.unkeyed.get("prefetch") or ()))
     if not lines:
         return
     with _PREFETCH_GUARD:
+        _MISSES[lines] = _MISSES.get(lines, 0) + 1
+        if _MISSES[lines] < 2:
+            return
         lock = _PREFETCHED.get(lines)
         first = lock is None
         if first:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         LabelAttr,
         LazyRule,
         OutputPaths,
+        OutputTree,
         Provider,
         RelativeDir,
         RelativePath,
@@ -53,8 +54,8 @@ _LAZY = {
     "Outcome": "graphbuild.execution.events:NodeOutcome", "Label": "graphbuild.labels",
     **dict.fromkeys(("ActionFailed", "Executor", "FileRef", "Located", "Node", "OutputRef", "executor"),
                     "graphbuild.nodes"),
-    **dict.fromkeys(("Attrs", "DefaultInfo", "Field", "LabelAttr", "OutputPaths", "Provider", "RelativeDir",
-                     "RelativePath", "RuleDef", "Source", "WorkspacePath", "rule", "LazyRule"), "graphbuild.rule"),
+    **dict.fromkeys(("Attrs", "DefaultInfo", "Field", "LabelAttr", "OutputPaths", "OutputTree", "Provider",
+                     "RelativeDir", "RelativePath", "RuleDef", "Source", "WorkspacePath", "rule", "LazyRule"), "graphbuild.rule"),
     # the registry client brings an HTTP stack a build that pushes nothing does not need
     "Registry": "graphbuild.cache.registry", "RegistryError": "graphbuild.cache.registry",
     "media": "graphbuild.cache.oci_media:", "write_atomic": "graphbuild.cache.atomic:write_bytes",
@@ -62,7 +63,8 @@ _LAZY = {
 
 __all__ = [
     "ActionFailed", "Attrs", "DefaultInfo", "ExecContext", "Executor", "Field", "FileRef", "Label",
-    "LabelAttr", "LazyRule", "Located", "Location", "Node", "NodeHandle", "OutputPaths", "OutputRef", "Outcome",
+    "LabelAttr", "LazyRule", "Located", "Location", "Node", "NodeHandle", "OutputPaths", "OutputRef", "OutputTree",
+    "Outcome",
     "Provider", "Registry", "RegistryError", "RelativeDir", "RelativePath", "Report", "RuleContext", "RuleDef",
     "Source", "SpecError", "StaleLock", "UsageError", "Verb", "VerbContext", "WorkspacePath", "executor", "media",
     "rule", "run_is_alive", "run_process", "write_atomic",

@@ -188,10 +188,29 @@ class Provider(BaseModel):
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
 
+class OutputTree(BaseModel):
+    """Outputs delivered together under one path of graphbuild-out/<package>/: a directory of
+    them (an OCI image layout, say), or, for a tree of a `kind`, one tar file holding them,
+    written only when the command asks for that kind (`graphbuild build --output KIND`).
+
+    `files` are (relative path, OutputRef) in the order they are written; `{sha256}` in a path
+    stands for the output's sha256 (content-addressed names such as `blobs/sha256/{sha256}`).
+    A directory's files are written in order (each atomically; put the file that names the
+    others last); files of an earlier build that the tree no longer lists are left alone."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    path: RelativePath
+    files: tuple[tuple[str, Any], ...]
+    kind: str = ""
+
+
 class DefaultInfo(Provider):
     """The files a target produces (what `graphbuild build` puts in graphbuild-out/)."""
 
     files: tuple[Any, ...] = Field(default=(), description="FileRef or OutputRef values")
+    trees: tuple[OutputTree, ...] = Field(default=(), description="outputs delivered as a directory (or, for a "
+                                          "kind asked with --output, a tar file) of graphbuild-out/<package>/")
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ def test_a_corrupt_layer_blob_is_rebuilt_by_its_producer_alone_and_every_reader_
     _workspace(ws)
     first = ok(ws.gb("run", A, "--json"))
     found = nodes(first)
-    producer = f"{A}#layer.core"
+    producer = f"{A}#pkg.six"  # six's package node: its tar is a layer of the image
     sha = found[producer]["outputs"]["layer.tar"]
     image_id = found[f"{A}#load"]["metadata"]["image_id"]
 

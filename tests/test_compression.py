@@ -324,19 +324,21 @@ def test_environments_share_compressed_layers_and_a_pin_change_recompresses_only
     with_empty_base(ws, SHARED.format(pin="attrs==23.2.0"))
     ok(ws.gb("lock", "//envs/..."))
     first = _nodes(ok(ws.gb("build", "//envs/...", "--json")))
-    for name in ("compress.base", "compress.layer.core", "compress.layer.venv"):
+    # a node per package: six is core's, attrs extra's; each is a layer of its own here
+    for name in ("compress.base", "compress.pkg.six", "compress.layer.venv"):
         statuses = {first[f"//envs:{env}#{name}"]["status"] for env in "ab"}
         assert statuses == {"ran", "cached"}, (name, statuses)  # one compression, two environments
-    shared = first["//envs:b#compress.layer.core"]
-    assert shared["status"] == "ran" or shared["cached_from"] == "//envs:a#compress.layer.core"
-    assert first["//envs:z#compress.layer.core"]["status"] == "ran"  # zstd: a blob of its own
-    assert first["//envs:z#compress.layer.core"]["outputs"] != first["//envs:a#compress.layer.core"]["outputs"]
+    shared = first["//envs:b#compress.pkg.six"]
+    assert shared["status"] == "ran" or shared["cached_from"] == "//envs:a#compress.pkg.six"
+    assert first["//envs:z#compress.pkg.six"]["status"] == "ran"  # zstd: a blob of its own
+    assert first["//envs:z#compress.pkg.six"]["outputs"] != first["//envs:a#compress.pkg.six"]["outputs"]
     assert not [nid for nid in first if nid.startswith("//envs:n#compress.")]  # "none": nothing to compress
 
     image = _manifest(ws, first["//envs:b#image"])
     config = json.loads((ws.cache / "blobs/sha256" / first["//envs:b#image"]["outputs"]["config.json"]).read_text())
     assert {layer["mediaType"] for layer in image["layers"]} == {media.LAYER_TAR_GZIP}
-    tars = [first[f"//envs:b#{n}"]["outputs"]["layer.tar"] for n in ("layer.venv", "layer.core", "layer.extra")]
+    # most shared first: six (in every environment), then attrs (b's alone)
+    tars = [first[f"//envs:b#{n}"]["outputs"]["layer.tar"] for n in ("layer.venv", "pkg.six", "pkg.attrs")]
     assert config["rootfs"]["diff_ids"][1:] == [f"sha256:{t}" for t in tars]  # diff_ids: the tars' digests
     for layer, diff_id in zip(image["layers"], config["rootfs"]["diff_ids"], strict=True):
         blob = (ws.cache / "blobs/sha256" / layer["digest"].removeprefix("sha256:")).read_bytes()
@@ -345,13 +347,14 @@ def test_environments_share_compressed_layers_and_a_pin_change_recompresses_only
     assert {layer["mediaType"] for layer in _manifest(ws, first["//envs:z#image"])["layers"]} == {media.LAYER_TAR_ZSTD}
     plain = _manifest(ws, first["//envs:n#image"])
     assert {layer["mediaType"] for layer in plain["layers"]} == {media.LAYER_TAR}
-    core_tar = first["//envs:n#layer.core"]["outputs"]["layer.tar"]
-    assert plain["layers"][2]["digest"] == f"sha256:{core_tar}"  # the tar itself is the blob
+    six_tar = first["//envs:n#pkg.six"]["outputs"]["layer.tar"]
+    assert plain["layers"][2]["digest"] == f"sha256:{six_tar}"  # the tar itself is the blob
 
     with_empty_base(ws, SHARED.format(pin="attrs==24.2.0"))
     relocked = ok(ws.gb("build", "--relock", "//envs/...", "--json"))
     ran = {nid for nid, n in _nodes(relocked).items() if n["status"] == "ran" and n["phase"] != "lock"}
-    assert ran == {"//envs:b#layer.extra", "//envs:b#compress.layer.extra", "//envs:b#image", "//envs:b#sbom"}
+    assert ran == {"//envs:b#pkg.attrs", "//envs:b#compress.pkg.attrs", "//envs:b#image", "//envs:b#sbom",
+                   "//envs:b#out"}
 
 
 def test_an_unknown_compression_is_a_spec_error_at_its_line(ws):

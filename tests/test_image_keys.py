@@ -228,11 +228,11 @@ def test_a_layer_overwriting_another_layers_file_is_refused_naming_both_and_the_
     image = nodes(result)[f"{A}#image"]
     assert image["status"] == "failed"
     assert ("layer lib.fakesix overwrites /opt/env/lib/python3.11/site-packages/six.py "
-            "(a file of layer layer.core)") in image["message"]
+            "(a file of layer pkg.six)") in image["message"]
     assert "Traceback" not in result.stderr + result.stdout
     text = ws.gb("build", A)
     assert text.exit_code == 1
-    assert "six.py" in text.stderr and "layer.core" in text.stderr
+    assert "six.py" in text.stderr and "pkg.six" in text.stderr
 
 
 def _listing(tmp_path: Path, name: str, entries: list) -> tuple[str, Path]:

@@ -205,7 +205,7 @@ def test_second_environment_reuses_the_first_ones_library_test_result(small, tmp
     test = nodes(second)[f"{B}#test.mylib"]
     assert test["status"] == "cached"
     assert test["cached_from"] == f"{A}#test.mylib"
-    assert nodes(second)[f"{B}#layer.extra"]["status"] == "ran"  # b's image really differs
+    assert nodes(second)[f"{B}#pkg.attrs"]["status"] == "ran"  # b's image really differs
 
     text = ok(ws.gb("test", B)).stderr
     [line] = [line for line in text.splitlines() if f"{B}#test.mylib" in line]

@@ -148,15 +148,17 @@ def test_lock_then_build_two_environments_sharing_the_core_layer(ws):
 
     first = ok(ws.gb("build", "//envs/...", "--json"))
     nodes = build_nodes(first)
-    assert {f"{env}#{name}" for env in (PROD, DEV) for name in ("layer.venv", "layer.core", "layer.libdeps",
-                                                                  "lib.mylib")} | {
-        f"{DEV}#layer.web", "//libs/mylib:mylib#wheel"} == set(nodes)
-    core = {nodes[f"{env}#layer.core"]["status"]: env for env in (PROD, DEV)}
-    assert set(core) == {"ran", "cached"}, core
-    shared = nodes[f"{core['cached']}#layer.core"]
-    assert shared["cached_from"] == f"{core['ran']}#layer.core"
-    assert shared["outputs"] == nodes[f"{core['ran']}#layer.core"]["outputs"]
-    assert nodes[f"{DEV}#layer.web"]["status"] == "ran"
+    # a node per locked package (each its own image layer here), the venv, the library's layer
+    assert {f"{env}#{name}" for env in (PROD, DEV) for name in ("layer.venv", "pkg.six", "pkg.attrs",
+                                                                  "pkg.iniconfig", "lib.mylib")} | {
+        f"{DEV}#pkg.idna", "//libs/mylib:mylib#wheel"} == set(nodes)
+    for package in ("six", "attrs", "iniconfig"):
+        core = {nodes[f"{env}#pkg.{package}"]["status"]: env for env in (PROD, DEV)}
+        assert set(core) == {"ran", "cached"}, core
+        shared = nodes[f"{core['cached']}#pkg.{package}"]
+        assert shared["cached_from"] == f"{core['ran']}#pkg.{package}"
+        assert shared["outputs"] == nodes[f"{core['ran']}#pkg.{package}"]["outputs"]
+    assert nodes[f"{DEV}#pkg.idna"]["status"] == "ran"
     wheels = [n for n in first.json["nodes"] if n["id"] == "//libs/mylib:mylib#wheel"]
     assert [n["status"] for n in wheels] == ["ran"]
 
@@ -196,10 +198,10 @@ def test_a_changed_layer_keeps_the_versions_its_requirements_still_allow(ws):
     assert Version(locked_versions(ws, "dev")["six"]) > Version("1.16.0")  # resolved afresh: the newest
 
 
-# 2. one changed pin: only the layer holding it is rebuilt, and `why` says which pin and where
+# 2. one changed pin: only the node of that package is rebuilt, and `why` says which pin and where
 
 
-def test_relock_after_a_changed_pin_rebuilds_only_its_layer_and_why_names_it(ws):
+def test_relock_after_a_changed_pin_rebuilds_only_its_package_and_why_names_it(ws):
     write_envs(ws)
     ok(ws.gb("lock", "//envs/..."))
     ok(ws.gb("build", "//envs/..."))
@@ -209,12 +211,12 @@ def test_relock_after_a_changed_pin_rebuilds_only_its_layer_and_why_names_it(ws)
     rebuilt = ok(ws.gb("build", "--relock", "//envs/...", "--json"))
     # only the environment whose lock went stale is relocked
     assert {n["id"] for n in rebuilt.json["nodes"] if n["phase"] == "lock"} == {f"{DEV}#lock"}
-    assert ran_build_nodes(rebuilt) == {f"{DEV}#layer.web"}
-    assert {n["status"] for nid, n in build_nodes(rebuilt).items() if nid != f"{DEV}#layer.web"} == {"cached"}
+    assert ran_build_nodes(rebuilt) == {f"{DEV}#pkg.idna"}
+    assert {n["status"] for nid, n in build_nodes(rebuilt).items() if nid != f"{DEV}#pkg.idna"} == {"cached"}
     assert locked_versions(ws, "dev")["idna"] == "3.7"
 
     why = ok(ws.gb("why", DEV, "--json"))
-    web = next(n for n in why.json["nodes"] if n["id"] == f"{DEV}#layer.web")
+    web = next(n for n in why.json["nodes"] if n["id"] == f"{DEV}#pkg.idna")
     assert web["status"] == "ran"
     assert len(web["changes"]) == 1
     change = web["changes"][0]
@@ -222,11 +224,11 @@ def test_relock_after_a_changed_pin_rebuilds_only_its_layer_and_why_names_it(ws)
     assert change["old"].startswith("idna 3.6")
     assert change["new"].startswith("idna 3.7")
     assert change["location"] == f"envs/BUILD.envs:{line}"
-    core = next(n for n in why.json["nodes"] if n["id"] == f"{DEV}#layer.core")
+    core = next(n for n in why.json["nodes"] if n["id"] == f"{DEV}#pkg.six")
     assert core["status"] == "cached"
 
     text = ok(ws.gb("why", DEV)).stdout
-    web_lines = text.split(f"{DEV}#layer.web: ran", 1)[1].splitlines()
+    web_lines = text.split(f"{DEV}#pkg.idna: ran", 1)[1].splitlines()
     assert "pkg:idna: idna 3.6" in web_lines[1]
     assert "-> idna 3.7" in web_lines[1]
     assert f"envs/BUILD.envs:{line}" in web_lines[1]
@@ -300,7 +302,8 @@ def test_layers_of_one_lock_are_byte_identical_across_caches_and_clean_of_host_s
 
     stores = [BlobStore(cache / "blobs", cache / "tmp") for cache in (ws.cache, other.cache)]
     layer_ids = [nid for nid, n in first.items() if "layer.tar" in n["outputs"]]
-    assert {nid.split("#")[1] for nid in layer_ids} == {"layer.venv", "layer.tools", "layer.libdeps", "lib.mylib"}
+    assert {nid.split("#")[1] for nid in layer_ids} == {"layer.venv", "pkg.six", "pkg.pycodestyle", "pkg.iniconfig",
+                                                        "lib.mylib"}
     host_paths = [str(p).encode() for p in (tmp_path, ws.cache, other.cache)]
     pycs = scripts = 0
     for nid in layer_ids:
@@ -366,7 +369,7 @@ def test_git_library_follows_its_branch_through_lock(ws, tmp_path):
     assert old in (ws.root / "envs/pylock.fork.toml").read_text()
     first = ok(ws.gb("build", fork, "--json"))
     assert first.statuses()[f"{fork}#git.research"] == "ran"
-    assert set(build_nodes(first)) == {f"{fork}#{n}" for n in ("layer.venv", "layer.core", "layer.libdeps",
+    assert set(build_nodes(first)) == {f"{fork}#{n}" for n in ("layer.venv", "pkg.six", "pkg.iniconfig",
                                                                "git.research", "lib.research")}
 
     (repo / "research/__init__.py").write_text("VALUE = 2\n")

@@ -560,7 +560,7 @@ def test_python_environment_layers_and_tests_come_from_the_remote_cache(tmp_path
     first = ok(ws1.gb("test", "//envs/...", "--json", "--remote-cache", remote))
     nodes = set(by_id(first))
     assert first.ran() == nodes
-    assert "//envs:app#layer.core" in nodes and "//envs:app#test.mylib" in nodes
+    assert "//envs:app#pkg.six" in nodes and "//envs:app#test.mylib" in nodes
     assert by_id(first)["//envs:app#test.mylib"]["metadata"]["tests"] == 1
 
     ws2 = copy_workspace(ws1, tmp_path / "ws2", tmp_path / "ws2-cache")
@@ -602,8 +602,8 @@ def test_python_environment_layers_and_tests_come_from_the_remote_cache(tmp_path
     assert stale.exit_code == 2 and "attrs==23.2.0" in stale.stderr
     fourth = ok(ws2.gb("test", "//envs/...", "--json", "--relock", "--remote-cache", remote))
     ran = fourth.ran()
-    assert "//envs:app#layer.core" in ran and "//envs:app#image" in ran
+    assert "//envs:app#pkg.attrs" in ran and "//envs:app#image" in ran
     assert not ran & {"//libs/mylib:mylib#wheel", "//envs:app#lib.mylib", "//envs:base#import"}
-    assert ran <= {"//envs:app#lock", "//envs:app#layer.core", "//envs:app#compress.layer.core",
+    assert ran <= {"//envs:app#lock", "//envs:app#pkg.attrs", "//envs:app#compress.pkg.attrs", "//envs:app#out",
                    "//envs:app#layer.venv", "//envs:app#image", "//envs:app#sbom", "//envs:app#image.test",
                    "//envs:app#test.mylib"}

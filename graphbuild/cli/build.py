@@ -29,6 +29,9 @@ def _configure(parser: argparse.ArgumentParser) -> None:
                         help="only the targets a change since git revision REV affects (for CI)")
     parser.add_argument("--junit-dir", metavar="DIR",
                         help="copy the JUnit reports of the run's tests (ran or cached) into DIR")
+    parser.add_argument("--output", choices=("oci", "docker-archive"), default="oci",
+                        help="what an image target leaves in graphbuild-out/<package>/: its OCI layout <name>/ "
+                             "(default), or also <name>.docker.tar for `docker load` (outputs of that kind)")
 
 
 def _configure_lock(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +48,8 @@ def run(ctx: Any, args: argparse.Namespace) -> Any:
     request = BuildRequest(
         phase=args.verb, patterns=tuple(args.targets), relock=getattr(args, "relock", False),
         upgrade=getattr(args, "upgrade", False), affected_since=getattr(args, "affected_since", None),
-        junit_dir=Path(args.junit_dir) if getattr(args, "junit_dir", None) else None)
+        junit_dir=Path(args.junit_dir) if getattr(args, "junit_dir", None) else None,
+        output=getattr(args, "output", "oci"))
     return rendered(build(ctx.session, ctx.reporter, request), ctx.reporter)
 
 

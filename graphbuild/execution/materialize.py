@@ -19,6 +19,7 @@ from graphbuild.cache.blobs import BlobStore
 from graphbuild.errors import GraphbuildError
 from graphbuild.execution.events import NodeOutcome
 from graphbuild.nodes import OutputRef
+from graphbuild.rule import OutputTree
 
 OUT_DIR = "graphbuild-out"
 
@@ -120,3 +121,70 @@ def _write(source: Path, name: str, dir_fd: int, executable: bool, dest: Path) -
             os.unlink(tmp, dir_fd=dir_fd)
         raise OutputTreeError(f"cannot write {dest}: {err.strerror}",
                               hint=f"remove it (graphbuild clean removes {OUT_DIR}/)") from None
+
+
+def materialize_trees(trees: Iterable[tuple[str, OutputTree]], outcomes: dict[str, NodeOutcome], blobs: BlobStore,
+                      workspace_root: Path, digest_of: Callable[[Path], str], kinds: Iterable[str] = ()) -> list[Path]:
+    """Deliver (package, tree) pairs: a tree without a kind as a directory of
+    graphbuild-out/<package>/ (a file already holding the right bytes is left alone), a tree
+    of one of `kinds` as one tar file at its path; trees of other kinds are not written."""
+    wanted_kinds = set(kinds)
+    written = []
+    for package, tree in trees:
+        if tree.kind and tree.kind not in wanted_kinds:
+            continue
+        files = []
+        for rel, ref in tree.files:
+            outcome = outcomes.get(ref.node_id)
+            if outcome is None or not outcome.ok:
+                break  # a node of the tree failed: deliver nothing of it
+            sha = outcome.outputs[ref.name][0]
+            files.append((rel.replace("{sha256}", sha), sha))
+        else:
+            base = [p for p in package.split("/") if p]
+            tree_parts = [p for p in tree.path.split("/") if p]
+            if not tree_parts or any(p in (".", "..") for p in tree_parts):
+                raise OutputTreeError(f"output tree '{tree.path}' is not a path inside {OUT_DIR}/")
+            if tree.kind:
+                written.append(_write_archive(workspace_root, base, tree_parts, files, blobs))
+                continue
+            for rel, sha in files:
+                parts = [*base, *tree_parts, *(p for p in rel.split("/") if p)]
+                if any(p in (".", "..") for p in parts):
+                    raise OutputTreeError(f"'{rel}' of output tree '{tree.path}' is not a path inside {OUT_DIR}/")
+                dest = workspace_root / OUT_DIR / Path(*parts)
+                with _directory(workspace_root, [OUT_DIR, *parts[:-1]]) as dir_fd:
+                    if _is_regular(parts[-1], dir_fd) and digest_of(dest) == sha:
+                        continue
+                    _write(blobs.verified_path(sha), parts[-1], dir_fd, False, dest)
+            written.append(workspace_root / OUT_DIR / Path(*base, *tree_parts))
+    return written
+
+
+def _write_archive(workspace_root: Path, base: list[str], parts: list[str], files: list[tuple[str, str]],
+                   blobs: BlobStore) -> Path:
+    """One tar file of the tree's files (mode 0644, epoch mtimes, uid 0), written atomically."""
+    import tarfile
+
+    dest = workspace_root / OUT_DIR / Path(*base, *parts)
+    with _directory(workspace_root, [OUT_DIR, *base, *parts[:-1]]) as dir_fd:
+        tmp = f".graphbuild-{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
+        try:
+            with os.fdopen(fd, "wb") as sink, tarfile.open(fileobj=sink, mode="w", format=tarfile.GNU_FORMAT) as tar:
+                seen = set()
+                for rel, sha in files:
+                    if rel in seen:
+                        continue
+                    seen.add(rel)
+                    path = blobs.verified_path(sha)
+                    info = tarfile.TarInfo(rel)
+                    info.size, info.mode, info.mtime = path.stat().st_size, 0o644, 0
+                    with open(path, "rb") as handle:
+                        tar.addfile(info, handle)
+            os.replace(tmp, parts[-1], src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=dir_fd)
+            raise
+    return dest

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from graphbuild.analysis.analyzer import Analysis
 from graphbuild.errors import EXIT_BAD_INPUT, EXIT_BUILD_FAILED, EXIT_OK, GraphbuildError, SpecErrors, StaleLock
 from graphbuild.execution.events import STATUSES, NodeOutcome, Reporter
-from graphbuild.execution.materialize import materialize
+from graphbuild.execution.materialize import materialize, materialize_trees
 from graphbuild.execution.scheduler import Scheduler
 from graphbuild.labels import Label
 from graphbuild.nodes import LOCK_PHASE, Node, OutputRef
@@ -38,6 +38,7 @@ class BuildRequest:
     upgrade: bool = False
     affected_since: str | None = None
     junit_dir: Path | None = None
+    output: str = "oci"  # output trees of this kind are delivered too (as tar files); "oci": only directories
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,9 @@ def build(session: Session, reporter: Reporter, request: BuildRequest) -> Execut
         order = analysis.closure(labels, request.phase)
         wanted = [ref for lab in labels for ref in analysis.providers[lab][DefaultInfo].files
                   if isinstance(ref, OutputRef)]
-        outcomes.update(execute(session, reporter, analysis.nodes, order, wanted, request.phase))
+        trees = [(lab.package, tree) for lab in labels for tree in analysis.providers[lab][DefaultInfo].trees]
+        outcomes.update(execute(session, reporter, analysis.nodes, order, wanted, request.phase, trees=trees,
+                                kinds=() if request.output == "oci" else (request.output,)))
         nodes.update(analysis.nodes)
         _record_history(session, request.phase, labels, outcomes, analysis)
         if request.junit_dir is not None:
@@ -131,14 +134,21 @@ def stale_locks(session: Session, labels: list[Label]) -> list[Label]:
 
 
 def execute(session: Session, reporter: Reporter, nodes: Mapping[str, Node], order: Sequence[str],
-            wanted: list[OutputRef], phase: str, options: dict[str, Any] | None = None) -> dict[str, NodeOutcome]:
+            wanted: list[OutputRef], phase: str, options: dict[str, Any] | None = None, trees: list | None = None,
+            kinds: tuple[str, ...] = ()) -> dict[str, NodeOutcome]:
     """Run `order` (node ids of `nodes`, dependencies first) through the caches; the `wanted`
-    outputs are materialised under graphbuild-out/ (a corrupt cached blob reruns its node)."""
+    outputs and the output `trees` (package, OutputTree) are materialised under graphbuild-out/
+    (a corrupt cached blob reruns its node); trees of a kind only when `kinds` names it."""
     scheduler = Scheduler(actions=session.actions, blobs=session.blobs, workspace_root=session.workspace.root,
                           tmp_dir=session.cache.tmp, reporter=reporter, jobs=session.jobs, remote=session.remote,
                           options=options, run=session.run, phase=phase, state_dir=session.cache.state)
-    return scheduler.run(dict(nodes), list(order), deliver=lambda outcomes: materialize(
-        wanted, outcomes, session.blobs, session.workspace.root, session.files.digest))
+
+    def deliver(outcomes: Mapping[str, NodeOutcome]) -> list[Path]:
+        written = materialize(wanted, dict(outcomes), session.blobs, session.workspace.root, session.files.digest)
+        return written + materialize_trees(trees or [], dict(outcomes), session.blobs, session.workspace.root,
+                                           session.files.digest, kinds)
+
+    return scheduler.run(dict(nodes), list(order), deliver=deliver)
 
 
 def copy_junit_reports(session: Session, nodes: Mapping[str, Node], outcomes: Mapping[str, NodeOutcome],

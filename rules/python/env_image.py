@@ -3,6 +3,8 @@
 Node by node:
   compress.*   each layer's tar (and the base's) compressed, keyed by the tar's digest (build phase)
   image        base layers + the environment's layers -> OCI config/manifest (build phase)
+  out          the two small documents of the image's OCI layout and docker archive, which
+               the build delivers to graphbuild-out/<package>/ (build phase)
   sbom         the CycloneDX SBOM of what the image installs, from the lock (build phase)
   image.test   the same plus the test-runner layer, for tests only (test phase)
   test.<lib>   each library's tests inside the test image, loaded by the first test that runs
@@ -24,6 +26,7 @@ from graphbuild.rules.oci.container import container_spec_for_tests
 from graphbuild.rules.oci.descriptors import ImageLayer
 from graphbuild.rules.oci.docker_engine import load_image
 from graphbuild.rules.oci.image import assemble_image, created_time, runtime_config
+from graphbuild.rules.oci.out_layout import image_trees, write_out_files
 from graphbuild.rules.oci.push import push_image
 from graphbuild.rules.python.image_tests import pytest_command, run_library_tests
 from graphbuild.rules.python.layers import LAYER_FORMAT, LAYER_OUTPUTS, build_layer, build_venv_layer
@@ -41,6 +44,7 @@ class ImageInfo(Provider):
     files: tuple[Any, ...] = ()
     test_image: dict[str, Any] = Field(default={}, description="how the test image is made (its layers, names, "
                                        "config): what a probe image adds a library to (see `declare_probe`)")
+    trees: tuple[Any, ...] = Field(default=(), description="the OCI layout and docker archive in graphbuild-out/")
 
 
 def declare_image(ctx: RuleContext, attrs: Any, info: Any, base: BaseImageInfo, layers: list[NodeHandle],
@@ -98,6 +102,14 @@ def declare_image(ctx: RuleContext, attrs: Any, info: Any, base: BaseImageInfo, 
         for library in info.libraries:
             test_nodes.append(_test_node(ctx, attrs, info, base, library, sources[library.label], runner_closure,
                                          test_image, where))
+    # the image a user takes: an OCI layout in graphbuild-out/<package>/<name>/ (no engine needed)
+    out = ctx.action("out", executor=write_out_files, kind="oci.out_files",
+                     outputs=["oci-layout", "docker-manifest.json"],
+                     inputs={"config": image.output("config.json"), "manifest": image.output("manifest.json"),
+                             "tag": f"graphbuild/{name}:latest"})
+    trees = image_trees(ctx.label.name, out=out, index=image.output("index.json"),
+                        manifest=image.output("manifest.json"), config=image.output("config.json"),
+                        blobs=[layer.blob for layer in shipped], tars=[layer.loadable for layer in shipped])
     ctx.action("load", executor=load_image, kind="docker.load", phase="run",
                inputs={"config": image.output("config.json"), "index": image.output("index.json"),
                        "layers": [layer.loadable for layer in shipped], "repository": f"graphbuild/{name}"},
@@ -114,7 +126,8 @@ def declare_image(ctx: RuleContext, attrs: Any, info: Any, base: BaseImageInfo, 
                            "sbom": sbom.output(SBOM_OUTPUT), "title": name, "architecture": base.architecture})
     return ImageInfo(label=str(ctx.label), manifest=image.output("manifest.json"), config=image.output("config.json"),
                      index=image.output("index.json"), blobs=tuple(layer.blob for layer in shipped),
-                     sbom=sbom.output(SBOM_OUTPUT), tests=tuple(n.id for n in test_nodes), test_image=test_recipe)
+                     sbom=sbom.output(SBOM_OUTPUT), tests=tuple(n.id for n in test_nodes), test_image=test_recipe,
+                     trees=trees)
 
 
 def declare_probe(ctx: RuleContext, attrs: Any, info: Any, base: BaseImageInfo, image: ImageInfo,

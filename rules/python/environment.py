@@ -34,7 +34,16 @@ from graphbuild.rules.oci.container import DEFAULT_TEST_USER, Resources, check_u
 from graphbuild.rules.python import lockfile, platforms
 from graphbuild.rules.python.env_image import declare_image
 from graphbuild.rules.python.fork import ForkableInfo, check_upgrade, inherit
-from graphbuild.rules.python.layers import DEFAULT_PREFIX, LAYER_FORMAT, LAYER_OUTPUTS, build_layer, build_venv_layer
+from graphbuild.rules.python.layer_plan import DEFAULT_MAX_LAYERS, Package, Plan, plan_layers
+from graphbuild.rules.python.layers import (
+    DEFAULT_PREFIX,
+    LAYER_FORMAT,
+    LAYER_OUTPUTS,
+    build_layer,
+    build_venv_layer,
+    merge_layers,
+    wheel_line,
+)
 from graphbuild.rules.python.lockfile import LIBRARIES_GROUP, TEST_RUNNER_GROUP
 from graphbuild.rules.python.locking import lock_environment
 from graphbuild.rules.python.providers import PyLayerInfo, PyLibraryInfo
@@ -78,6 +87,9 @@ class EnvironmentAttrs(Attrs):
     upgrade: list[str] = Field(default=[], description="With fork: packages to move forward, as requirements "
                                "(\"numpy\": the newest the stack allows; \"pandas>=2.2\" replaces the forked "
                                "requirement on pandas).")
+    max_layers: int = Field(default=DEFAULT_MAX_LAYERS, ge=2, le=120, description="The most layers the image "
+                            "has of its own (the base's not counted): packages are planned into at most this many "
+                            "layers, with the environment's other locks in its package (`graphbuild layers`).")
     test_user: str = Field(default=DEFAULT_TEST_USER, description="Who the tests run as: UID:GID (default "
                            "65534:65534, nobody, no capabilities), or \"root\" for tests that need it (uid 0 with the "
                            "engine's default capabilities).")
@@ -118,6 +130,9 @@ class EnvironmentInfo(Provider):
     wheels: dict[str, dict] = Field(default={}, description="library label -> {'wheel', 'filename'} of its wheel")
     library_deps: dict[str, list[str]] = Field(default={}, description="library label -> the other libraries "
                                                "of the environment it needs, directly or not")
+    layer_plan: tuple[dict, ...] = Field(default=(), description="the image layers planned for the packages "
+                                         "(`graphbuild layers`): name, packages, environments, why")
+    max_layers: int = DEFAULT_MAX_LAYERS
 
 
 @rule(attrs=EnvironmentAttrs, version=1)
@@ -151,22 +166,28 @@ def environment(ctx: RuleContext, attrs: EnvironmentAttrs) -> list[Provider]:
         inputs={"python": attrs.python, "prefix": attrs.prefix, "interpreter": attrs.interpreter,
                 "format": LAYER_FORMAT})]
     via = _requirement_of(lock, stack, libraries)
-    runner: NodeHandle | None = None
     installed: dict[str, Any] = {}
-    for group in lock.layers:
-        if not group["packages"]:
-            continue
-        short = {LIBRARIES_GROUP: "libdeps", TEST_RUNNER_GROUP: "testrunner"}.get(
-            group["label"], group["label"].rsplit(":", 1)[-1])
-        inputs: dict[str, Any] = dict(common)
-        for package in group["packages"]:
-            installed[package] = inputs[f"pkg:{package}"] = _package_input(ctx, lock, package, attrs, via.get(package))
-        handle = ctx.action(f"layer.{short}", executor=build_layer, inputs=inputs, outputs=LAYER_OUTPUTS,
-                            kind="python.layer", description=f"layer {short} of {ctx.label}")
-        if group["label"] == TEST_RUNNER_GROUP:
-            runner = handle
-        else:
-            layers.append(handle)
+    package_nodes: dict[str, NodeHandle] = {}
+    values = {package: _package_input(ctx, lock, package, attrs, via.get(package))
+              for group in lock.layers for package in group["packages"]}
+    # every wheel of the environment: what a package node downloads with its own when uv's
+    # cache lacks it (one bulk download on a cold build; not part of any key)
+    prefetch = sorted(line for value in values.values() if (line := wheel_line(value.value)))
+    for package, value in sorted(values.items()):
+        installed[package] = value
+        # keyed by the wheel, the Python, platform and prefix (and bytecode, format): the same
+        # package locked in two environments, or in two layers of one, is one node's work
+        package_nodes[package] = ctx.action(
+            f"pkg.{package}", executor=build_layer, outputs=LAYER_OUTPUTS, kind="python.package",
+            inputs={**common, f"pkg:{package}": value}, unkeyed={"prefetch": prefetch},
+            description=f"package {package} of {ctx.label}")
+    plan = _plan(ctx, attrs, lock, name, libraries)
+    layer_names = ["layer.venv"]
+    for planned in plan.of(ctx.label.name):
+        layer_names.append(planned.name)
+        layers.append(_layer_node(ctx, planned.name, list(planned.packages), package_nodes))
+    runner_packages = next((g["packages"] for g in lock.layers if g["label"] == TEST_RUNNER_GROUP), [])
+    runner = _layer_node(ctx, "testrunner", list(runner_packages), package_nodes) if runner_packages else None
     sources: dict[str, Any] = {}
     wheels: dict[str, dict] = {}
     for library in libraries:
@@ -182,28 +203,105 @@ def environment(ctx: RuleContext, attrs: EnvironmentAttrs) -> list[Provider]:
             f"lib.{library.label.rsplit(':', 1)[-1]}", executor=build_layer, outputs=LAYER_OUTPUTS,
             kind="python.library_layer", inputs={**common, "pkg:library": wheel},
             description=f"layer of library {library.label} in {ctx.label}"))
+        layer_names.append(f"lib.{library.label.rsplit(':', 1)[-1]}")
     closures = {lib.label: lock.closure(_requirement_names(lib, lock)) for lib in libraries}
     info = EnvironmentInfo(
         label=str(ctx.label), layers=tuple(h.output("layer.tar") for h in layers),
-        layer_names=tuple(h.id.split("#", 1)[1] for h in layers), python=attrs.python, prefix=attrs.prefix,
+        layer_names=tuple(layer_names), python=attrs.python, prefix=attrs.prefix,
         lock_path=lock_file.path, lock_digest=lock_file.digest, libraries=tuple(libraries),
         packages={n: {"version": p.get("version", ""), "sha256": _wheel_sha(p, attrs)}
                   for n, p in lock.packages.items()},
         closures=closures, installed=installed, wheels=wheels, library_deps=_library_deps(libraries, lock),
+        layer_plan=tuple(_describe(plan, ctx.label.name, lock, package_nodes)), max_layers=attrs.max_layers,
     )
     if attrs.base is None:
         return [info, forkable, DefaultInfo()]
     base = ctx.provider(attrs.base, BaseImageInfo, attr="base")
     runner_closure = lock.closure([name_of(r) for r in attrs.test_runner])
-    components = _sbom_components(lock, installed, libraries, wheels, attrs)
+    layer_of = {p: planned.name for planned in plan.of(ctx.label.name) for p in planned.packages}
+    components = _sbom_components(lock, installed, libraries, wheels, attrs, layer_of)
     image = declare_image(ctx, attrs, info, base, layers, runner, sources, runner_closure, components)
     workload = WorkloadInfo(label=str(ctx.label), load_node=f"{ctx.label}#load",
                             resources=resources_data(attrs.resources))
-    return [info, image, workload, forkable, DefaultInfo(files=image.files)]
+    return [info, image, workload, forkable, DefaultInfo(files=image.files, trees=image.trees)]
+
+
+def _layer_node(ctx: RuleContext, name: str, packages: list[str], package_nodes: dict[str, NodeHandle]
+                ) -> NodeHandle:
+    """The node whose `layer.tar` is the image layer holding `packages`: a package alone is its
+    package node's tar itself; several are merged (keyed by their tars, so a layer is rebuilt
+    exactly when one of its packages is)."""
+    if len(packages) == 1:
+        return package_nodes[packages[0]]
+    parts = [{"tar": package_nodes[p].output("layer.tar"), "files": package_nodes[p].output("files.json")}
+             for p in packages]
+    return ctx.action(f"layer.{name}", executor=merge_layers, outputs=LAYER_OUTPUTS, kind="python.layer",
+                      inputs={"parts": parts}, description=f"layer {name} of {ctx.label} ({len(packages)} packages)")
+
+
+def _describe(plan: Plan, env: str, lock: lockfile.Lock, package_nodes: dict[str, NodeHandle]) -> list[dict]:
+    described = []
+    for position, layer in enumerate(plan.of(env)):
+        entry = layer.as_json()
+        entry["position"] = position + 1
+        entry["packages"] = [{"name": p, "version": lock.packages[p].get("version", ""),
+                              "node": package_nodes[p].id} for p in layer.packages]
+        entry["chain_shared"] = plan.chain_is_shared(env, layer)
+        described.append(entry)
+    return described
+
+
+#: Parsed locks by content digest: every environment of a package plans with all their locks.
+_PARSED: dict[str, lockfile.Lock | None] = {}
+
+
+def _plan(ctx: RuleContext, attrs: EnvironmentAttrs, lock: lockfile.Lock, name: str,
+          libraries: list[PyLibraryInfo]) -> Plan:
+    """The layer plan of every environment whose lock lives in this package (this one with its
+    lock as read). A lock that does not parse is left out of the plan (its own environment
+    reports it)."""
+    plan_input: dict[str, dict[str, Package]] = {ctx.label.name: planned_packages(lock)}
+    reserved = {ctx.label.name: 1 + len(libraries)}
+    directory = ctx.workspace_root / ctx.package
+    for path in sorted(directory.glob("pylock.*.toml")):
+        env = path.name.removeprefix("pylock.").removesuffix(".toml")
+        if path.name == name or not env:
+            continue
+        ref = ctx.file(path.name)
+        if ref.digest not in _PARSED:
+            try:
+                _PARSED[ref.digest] = lockfile.parse(path.read_text())
+            except (lockfile.LockInvalid, OSError, UnicodeDecodeError):
+                _PARSED[ref.digest] = None
+        other = _PARSED[ref.digest]
+        if other is not None:
+            plan_input[env] = planned_packages(other)
+            reserved[env] = 1 + len(other.libraries)
+    return plan_layers(plan_input, max_layers=attrs.max_layers, reserved=reserved)
+
+
+def planned_packages(lock: lockfile.Lock) -> dict[str, Package]:
+    """What a lock ships, as the planner sees it: each package's wheel for the lock's Python and
+    platform, its size when the lock records it, and whether a requirement names it."""
+    python, platform = lock.spec.get("python", ""), lock.spec.get("platform", "")
+    named = {name_of(r) for layer in lock.spec.get("layers", []) for r in layer.get("requirements", [])}
+    named |= {name_of(r) for lib in lock.spec.get("libraries", []) for r in lib.get("requirements", [])}
+    found: dict[str, Package] = {}
+    for group in lock.layers:
+        if group["label"] == TEST_RUNNER_GROUP:
+            continue
+        for package in group["packages"]:
+            entry = lock.packages[package]
+            wheel = platforms.best_wheel(entry.get("wheels", []), python, platform)
+            chosen = wheel or entry.get("sdist") or {}
+            size = chosen.get("size")
+            found[package] = Package(name=package, wheel=chosen.get("hashes", {}).get("sha256", ""),
+                                     size=size if isinstance(size, int) else None, direct=package in named)
+    return found
 
 
 def _sbom_components(lock: lockfile.Lock, installed: dict[str, Any], libraries: list[PyLibraryInfo],
-                     wheels: dict[str, dict], attrs: EnvironmentAttrs) -> list[SbomComponent]:
+                     wheels: dict[str, dict], attrs: EnvironmentAttrs, layer_of: dict[str, str]) -> list[SbomComponent]:
     """What the shipped image installs (the test runner's layer is not shipped), for its SBOM."""
     library_names = {lib.label: canonicalize_name(lock.libraries.get(lib.label, {}).get("name") or lib.name)
                      for lib in libraries}
@@ -213,8 +311,8 @@ def _sbom_components(lock: lockfile.Lock, installed: dict[str, Any], libraries: 
     for group in lock.layers:
         if group["label"] == TEST_RUNNER_GROUP:
             continue
-        layer = {LIBRARIES_GROUP: "libdeps"}.get(group["label"], group["label"].rsplit(":", 1)[-1])
         for package in group["packages"]:
+            layer = layer_of.get(package, "")
             value = installed[package].value
             entry = lock.packages[package]
             depends = tuple(d for d in lock.dependencies(package) if d in known)

@@ -66,6 +66,11 @@ def _configure_try(parser: argparse.ArgumentParser) -> None:
                         help="when nothing regressed, write the candidate's lock as the environment's")
 
 
+def _configure_layers(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", metavar="ENV", help="an environment target, e.g. //envs:prod")
+
+
+
 VERBS: list[Verb] = [
     Verb("matrix", _MATRIX, _configure_matrix, run="graphbuild.rules.python.matrix_verbs:run_matrix",
          description=_MATRIX + ". A library an environment does not list is decided from the environment's lock, "
@@ -81,4 +86,8 @@ VERBS: list[Verb] = [
          description=_TRY + ". The candidate (ENV.candidate) has a lock file of its own; the environment's is "
          "never written (unless --adopt, once nothing regressed). Exit 0 when nothing regressed, 1 when a "
          "library that passed fails now, 2 on bad input."),
+    Verb("layers", "show how an environment's packages are planned into image layers", _configure_layers,
+         run="graphbuild.rules.python.layers_report:run_layers",
+         description="Print the image layers planned for an environment: each layer, its packages, the "
+                     "environments sharing it and why it is grouped so (from the locks; nothing is built)."),
 ]

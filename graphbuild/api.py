@@ -55,7 +55,8 @@ _LAZY = {
     **dict.fromkeys(("ActionFailed", "Executor", "FileRef", "Located", "Node", "OutputRef", "executor"),
                     "graphbuild.nodes"),
     **dict.fromkeys(("Attrs", "DefaultInfo", "Field", "LabelAttr", "OutputPaths", "OutputTree", "Provider",
-                     "RelativeDir", "RelativePath", "RuleDef", "Source", "WorkspacePath", "rule", "LazyRule"), "graphbuild.rule"),
+                     "RelativeDir", "RelativePath", "RuleDef", "Source", "WorkspacePath", "rule", "LazyRule"),
+                    "graphbuild.rule"),
     # the registry client brings an HTTP stack a build that pushes nothing does not need
     "Registry": "graphbuild.cache.registry", "RegistryError": "graphbuild.cache.registry",
     "media": "graphbuild.cache.oci_media:", "write_atomic": "graphbuild.cache.atomic:write_bytes",

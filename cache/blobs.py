@@ -128,7 +128,11 @@ class BlobStore:
             seen = self._verified.get(digest)
         if seen == _stamp(st):
             return path
-        if sha256_file(path) != digest:
+        try:
+            actual = sha256_file(path)
+        except FileNotFoundError:  # another reader found it corrupt and deleted it meanwhile
+            raise CorruptBlob(digest) from None
+        if actual != digest:
             self.delete(digest)
             raise CorruptBlob(digest)
         with self._lock:

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from graphbuild.cli.main import _command_after_dashes as split_command
+from graphbuild.cli.parser import command_after_dashes as split_command
 from graphbuild.rules.python.candidates import compare, moved_packages, render, short
 from graphbuild.rules.python.fork import plan_steps
 from graphbuild.rules.python.lockfile import Lock

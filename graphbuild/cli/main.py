@@ -6,52 +6,12 @@ verb's machinery (the loader, analysis, pydantic, networkx) is imported only onc
 
 from __future__ import annotations
 
-import argparse
 import gc
-import os
-import re
 import sys
-from pathlib import Path
 
-from graphbuild import __version__
-from graphbuild.cli.options import EPILOG, add_global_options, workspace_option
-from graphbuild.errors import EXIT_BAD_INPUT, GraphbuildError, did_you_mean
+from graphbuild.cli.parser import command_after_dashes, make_parser, plugin_start
+from graphbuild.errors import GraphbuildError
 from graphbuild.verbs import Verb
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error exits with our code for bad usage (2), names the fix and
-    suggests the verb meant when one is misspelt."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        hint = f"run '{self.prog} --help'"
-        bad = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
-        if bad:
-            choices = [c.strip().strip("'") for c in bad.group(2).split(",")]
-            suggestion = did_you_mean(bad.group(1), choices)
-            message = f"unknown {'verb' if self.prog == 'graphbuild' else 'choice'} '{bad.group(1)}'"
-            if suggestion:
-                hint = f"{suggestion} ({hint} for the list)"
-        sys.stderr.write(f"error: {message}\n  hint: {hint}\n")
-        sys.exit(EXIT_BAD_INPUT)
-
-
-def make_parser(verbs: list[Verb]) -> argparse.ArgumentParser:
-    parser = _Parser(prog="graphbuild", description="A declarative, content-addressed build graph for "
-                     "container environments.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"graphbuild {__version__}")
-    add_global_options(parser, on_verb=False)
-    sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
-    sub.required = True
-    for verb in verbs:
-        verb_parser = sub.add_parser(verb.name, help=verb.help, description=verb.description or verb.help,
-                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-        if verb.configure is not None:
-            verb.configure(verb_parser)
-        add_global_options(verb_parser, on_verb=True)
-        verb_parser.set_defaults(_verb=verb)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,11 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from graphbuild.cli.registry import all_verbs
 
-        parser = make_parser(all_verbs(_plugin_start(argv)))
+        parser = make_parser(all_verbs(plugin_start(argv)))
     except GraphbuildError as err:
         sys.stderr.write(f"error: {err.render()}\n")
         return err.exit_code
-    argv, after_dashes = _command_after_dashes(argv)
+    argv, after_dashes = command_after_dashes(argv)
     args = parser.parse_args(argv)
     if after_dashes is not None:
         args.command = after_dashes
@@ -110,28 +70,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if session is not None:
             session.close()
-
-
-#: verbs whose arguments end with a command of their own: `exec [options] ENV -- CMD...`
-COMMAND_VERBS = ("exec",)
-
-
-def _command_after_dashes(argv: list[str]) -> tuple[list[str], list[str] | None]:
-    """For `exec`, everything after the first `--` is the command, taken out before the options
-    are parsed (so options may come after ENV, and the command's own options stay its own)."""
-    if "--" not in argv:
-        return argv, None
-    index = argv.index("--")
-    if not any(word in COMMAND_VERBS for word in argv[:index]):
-        return argv, None
-    return argv[:index], argv[index + 1:]
-
-
-def _plugin_start(argv: list[str]) -> Path | None:
-    """Where to look for the workspace whose plugins add verbs; None for `--version`."""
-    if argv[:1] == ["--version"]:
-        return None
-    return Path(os.path.abspath(workspace_option(argv) or os.getcwd()))
 
 
 def run() -> None:

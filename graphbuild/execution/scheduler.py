@@ -112,7 +112,8 @@ class Scheduler:
     def _fetch_or_execute(self, node: Node, key: str, manifest: Manifest, outcomes: dict[str, NodeOutcome],
                           use_cache: bool) -> NodeOutcome:
         """Worker side: hold the key's lock (a node in progress in another process is waited
-        for), look in the cache again (that process may have stored the result meanwhile), then
+        for), look in the cache again (another process may have stored the result since the
+        first lookup, whether or not this one had to wait), then
         the shared cache (a download, on this thread), else run the node."""
         processes.bind(self.run_state)
         if not node.cacheable:
@@ -121,9 +122,12 @@ class Scheduler:
         try:
             with self.key_locks.hold(key) as waited:
                 if use_cache:
-                    found = self._lookup(node.id, key) if waited else None
+                    # looked up again even when nobody held the lock: another process may
+                    # have run the node and released it between the first lookup and now
+                    found = self._lookup(node.id, key)
                     if found is not None:
-                        found.detail = "stored by another graphbuild process while this one waited"
+                        found.detail = ("stored by another graphbuild process while this one waited" if waited
+                                        else "stored by another graphbuild process meanwhile")
                         return found
                     if self.remote is not None:
                         try:

@@ -444,8 +444,13 @@ def render(uv_lock: dict[str, Any], *, spec: dict[str, Any], layers: list[dict[s
         if deps:
             entry["dependencies"] = [{"name": d} for d in sorted(deps)]
         if entry["name"] in test_only:
-            marker = entry.get("marker")
+            marker = _without_test_marker(entry.get("marker"))
             entry["marker"] = f"({marker}) and {TEST_MARKER}" if marker else TEST_MARKER
+        elif entry.get("marker"):  # an entry carried over from a lock where it was the runner's only
+            marker = _without_test_marker(entry["marker"])
+            entry.pop("marker")
+            if marker:
+                entry["marker"] = marker
         packages.append(entry)
     for lib in sorted(libraries, key=lambda lib: lib["name"]):
         packages.append(_library_entry(lib, lock_package))
@@ -483,3 +488,17 @@ def _library_entry(lib: dict[str, Any], lock_package: str) -> dict[str, Any]:
 def _relative(path: str, start: str) -> str:
     relative = os.path.relpath(path or ".", start or ".")
     return relative if relative.startswith("..") or relative == "." else f"./{relative}"
+
+
+def _without_test_marker(marker: str | None) -> str | None:
+    """`marker` less the test group's clause this module adds (an entry of the previous lock,
+    carried into the next, already has it: it is added once)."""
+    while marker:
+        if marker == TEST_MARKER:
+            return None
+        suffix = f" and {TEST_MARKER}"
+        if marker.endswith(suffix) and marker.startswith("(") and marker[:-len(suffix)].endswith(")"):
+            marker = marker[1:-len(suffix) - 1]
+            continue
+        return marker
+    return marker

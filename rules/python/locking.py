@@ -84,7 +84,7 @@ class _Builds:
         return build.source
 
 
-@executor("python.lock", version=5, cacheable=False)
+@executor("python.lock", version=6, cacheable=False)
 def lock_environment(ctx: ExecContext) -> dict[str, Any]:
     spec: dict[str, Any] = ctx.inputs["spec"]
     where: dict[str, str] = ctx.unkeyed.get("where", {})

@@ -272,8 +272,8 @@ def upgrades_pipeline(ctx: VerbContext, args: argparse.Namespace) -> dict[str, A
             environments.append(label)
     pipeline: dict[str, Any] = {"stages": ["upgrades"]}
     default: dict[str, Any] = {}
-    if args.image:
-        default["image"] = args.image
+    if args.job_image:
+        default["image"] = args.job_image
     if args.before_script:
         default["before_script"] = list(args.before_script)
     if default:

@@ -22,6 +22,8 @@ KEY_FORMAT = 3
 # How much of an input's value a manifest keeps for `why` (a whole image `Env`, say); `why`
 # narrows a change down to the entries that differ when it prints.
 _DISPLAY_LIMIT = 4000
+_ITEM_LIMIT = 400  # one entry of a mapping or list too long to show whole
+_STRUCTURED_LIMIT = 32_000
 
 
 def canonical(value: Any) -> bytes:
@@ -130,16 +132,45 @@ class Component:
 
     @property
     def display(self) -> str:
-        text = self.value if isinstance(self.value, str) else json.dumps(self.value, sort_keys=True,
-                                                                         ensure_ascii=False, default=str)
-        return text if len(text) <= _DISPLAY_LIMIT else text[: _DISPLAY_LIMIT - 1] + "…"
+        if isinstance(self.value, _Shown):
+            return self.value
+        if isinstance(self.value, str):
+            return _clip(self.value, _DISPLAY_LIMIT)
+        text = _json(self.value)
+        if len(text) <= _DISPLAY_LIMIT:
+            return text
+        # a long mapping or list keeps its shape with each entry cut on its own, so that `why`
+        # can still name the entries that changed (a package added to an SBOM's 50 components)
+        if isinstance(self.value, Mapping):
+            text = _json({str(k): _clipped_entry(v) for k, v in self.value.items()})
+        elif isinstance(self.value, list | tuple):
+            text = _json([_clipped_entry(v) for v in self.value])
+        return text if len(text) <= _STRUCTURED_LIMIT else _clip(text, _DISPLAY_LIMIT)
 
     def to_json(self) -> list:
         return [self.digest, self.display, self.location]
 
     @staticmethod
     def from_json(data: list) -> Component:
-        return Component(data[0], data[1], data[2])
+        return Component(data[0], _Shown(data[1]), data[2])
+
+
+class _Shown(str):
+    """A value's display text read back from a stored manifest: shown as it was stored."""
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _clipped_entry(value: Any) -> Any:
+    """An entry as itself when short, else its JSON text cut (shown as a string)."""
+    text = value if isinstance(value, str) else _json(value)
+    return value if len(text) <= _ITEM_LIMIT else _clip(text, _ITEM_LIMIT)
 
 
 Manifest = dict[str, Component]

@@ -591,7 +591,8 @@ def test_python_environment_layers_and_tests_come_from_the_remote_cache(tmp_path
     (ws2.root / "libs/mylib/mylib/__init__.py").write_text('def hello():\n    return "hi"\n\n\nVERSION = 2\n')
     third = ok(ws2.gb("test", "//envs/...", "--json", "--remote-cache", remote))
     library_nodes = {"//libs/mylib:mylib#wheel", "//envs:app#lib.mylib", "//envs:app#compress.lib.mylib",
-                     "//envs:app#image", "//envs:app#sbom", "//envs:app#image.test", "//envs:app#test.mylib"}
+                     "//envs:app#image", "//envs:app#sbom", "//envs:app#out", "//envs:app#image.test",
+                     "//envs:app#test.mylib"}
     assert third.ran() == library_nodes
     assert {by_id(third)[nid]["status"] for nid in nodes - library_nodes} == {"cached"}
 

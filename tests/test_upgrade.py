@@ -141,10 +141,13 @@ def test_try_upgrade_names_the_regressing_library_exits_1_and_never_touches_the_
     assert all(e["now"] == "pass" for lab, e in report["libraries"].items() if lab != LEGACYCONF)
     assert (example.root / LOCK).read_bytes() == before
     assert (example.root / CANDIDATE_LOCK).is_file()
-    # the layers under the one holding tomli are prod's own nodes: same keys
+    # every package but tomli is installed by prod's own nodes: same keys
     keys = {n["id"]: n["key"] for n in report["nodes"]}
-    for layer in ("layer.venv", "layer.core"):
-        assert keys[f"{PROD}.candidate#{layer}"] == keys[f"{PROD}#{layer}"]
+    packages = [nid.split("#", 1)[1] for nid in keys if nid.startswith(f"{PROD}#pkg.")]
+    assert "pkg.tomli" in packages and len(packages) > 3
+    for node in [*packages, "layer.venv"]:
+        same = keys[f"{PROD}.candidate#{node}"] == keys[f"{PROD}#{node}"]
+        assert same == (node != "pkg.tomli"), node
     # as text, and --adopt refuses a candidate that regressed
     again = example.gb("try", PROD, "--upgrade", "tomli", "--adopt")
     assert again.exit_code == 1
@@ -170,11 +173,11 @@ environment(
     nodes = {n["id"]: n for n in result.json["nodes"]}
     failed = {nid for nid, n in nodes.items() if n["status"] == "failed"}
     assert failed == {"//envs:prod-next#test.legacyconf"}
-    shared = [name.split("#", 1)[1] for name in nodes if name.startswith(f"{PROD}#layer.") or
-              name.startswith(f"{PROD}#lib.")]
+    shared = [name.split("#", 1)[1] for name in nodes
+              if name.startswith((f"{PROD}#layer.", f"{PROD}#pkg.", f"{PROD}#lib."))]
     changed = [name for name in shared if nodes[f"{PROD}#{name}"]["key"] != nodes[f"//envs:prod-next#{name}"]["key"]]
-    assert len(changed) == 1, changed  # the one layer holding tomli
-    assert "layer.core" in shared and "layer.core" not in changed
+    assert changed == ["pkg.tomli"]  # the one package the fork moves; every other node is prod's
+    assert {"layer.venv", "lib.textstats"} <= set(shared)
     assert not any(nid.startswith("//envs:prod-next#push") for nid in nodes)  # push is never inherited
     assert nodes["//envs:prod-next#test.textstats"]["key"] == nodes[f"{PROD}#test.textstats"]["key"]
 

@@ -22,21 +22,19 @@ from graphbuild.api import ExecContext, OutputRef, OutputTree, executor
 DOCKER_ARCHIVE = "docker-archive"
 
 
-@executor("oci.out_files", version=1)
+@executor("oci.out_files", version=2)
 def write_out_files(ctx: ExecContext) -> dict[str, Any]:
-    """Inputs: `config` and `manifest` (the image's), `tag`; outputs `oci-layout` and
-    `docker-manifest.json`. The archive holds each layer as its tar (named by its diff_id)
-    where there is one, else (a base pulled compressed) as the manifest's blob."""
-    config, image = Path(ctx.inputs["config"]), json.loads(Path(ctx.inputs["manifest"]).read_bytes())
-    diff_ids = json.loads(config.read_bytes())["rootfs"]["diff_ids"]
-    store = config.parent  # the blob store: every output is a file named by its sha256
-    layers = [diff if (store / diff.removeprefix("sha256:")).is_file() else layer["digest"]
-              for diff, layer in zip(diff_ids, image["layers"], strict=True)]
+    """Inputs: `config` (the image's), `layers` (what the archive holds for each
+    layer, base first: its tar where there is one, else, for a base pulled compressed, the
+    manifest's blob), `tag`; outputs `oci-layout` and `docker-manifest.json`. Every name comes
+    from the inputs (each output path is named by its sha256), never from what the cache holds."""
+    config = Path(ctx.inputs["config"])
+    layers = [Path(path).name for path in ctx.inputs["layers"]]
     ctx.out("oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
     manifest = [{"Config": f"blobs/sha256/{config.name}", "RepoTags": [ctx.inputs["tag"]],
-                 "Layers": [f"blobs/sha256/{d.removeprefix('sha256:')}" for d in layers]}]
+                 "Layers": [f"blobs/sha256/{sha}" for sha in layers]}]
     ctx.out("docker-manifest.json").write_text(json.dumps(manifest))
-    return {"layers": len(diff_ids)}
+    return {"layers": len(layers)}
 
 
 def image_trees(name: str, *, out: Any, index: OutputRef, manifest: OutputRef, config: OutputRef,

@@ -105,7 +105,7 @@ def declare_image(ctx: RuleContext, attrs: Any, info: Any, base: BaseImageInfo, 
     # the image a user takes: an OCI layout in graphbuild-out/<package>/<name>/ (no engine needed)
     out = ctx.action("out", executor=write_out_files, kind="oci.out_files",
                      outputs=["oci-layout", "docker-manifest.json"],
-                     inputs={"config": image.output("config.json"), "manifest": image.output("manifest.json"),
+                     inputs={"config": image.output("config.json"), "layers": [layer.loadable for layer in shipped],
                              "tag": f"graphbuild/{name}:latest"})
     trees = image_trees(ctx.label.name, out=out, index=image.output("index.json"),
                         manifest=image.output("manifest.json"), config=image.output("config.json"),

@@ -28,7 +28,8 @@ from typing import Any
 from example_copy import copy_example, graphbuild, services_env
 
 from graphbuild.rules.oci.compress import write_gzip
-from graphbuild.rules.python.layers import _compile, _strip_host_state, site_packages
+from graphbuild.rules.python.bytecode import compile_tree
+from graphbuild.rules.python.layers import _strip_host_state, site_packages
 from graphbuild.rules.python.lockfile import TEST_RUNNER_GROUP
 from graphbuild.rules.python.platforms import best_wheel
 from graphbuild.rules.python.uv import uv_bin
@@ -88,7 +89,7 @@ def package_layer_size(work: Path, name: str, wheel: dict[str, str], uv_cache_en
         shutil.move(staging / "bin", root / f"{PREFIX}/bin".lstrip("/"))
     staging.rename(sp)
     _strip_host_state(sp)
-    _compile(types.SimpleNamespace(log=lambda message: None), root, PYTHON)  # type: ignore[arg-type]
+    compile_tree(types.SimpleNamespace(log=lambda message: None), root, PYTHON)  # type: ignore[arg-type]
     write_tree(root, scratch / "layer.tar")
     out = io.BytesIO()
     with open(scratch / "layer.tar", "rb") as tar:

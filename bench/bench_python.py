@@ -31,7 +31,7 @@ In one run, in a temp dir (nothing of the user's caches is used or touched):
    before and after (the bytes of its layers that are new);
 7. (unless --no-profile) replays the steps of each layer's executor, bytecode on and off, to
    show where a warm build's time goes: uv install, cleanup, bytecode compile (the executor's
-   own `_compile`), tar + sha256, blob-store hash; and, outside the sum, the scratch tree's
+   own `compile_tree`), tar + sha256, blob-store hash; and, outside the sum, the scratch tree's
    removal and compiles of every file (-j 1, as before commit 7e62cf9, and -j 0).
 
 Warm builds, the floor and the replayed steps run uv with UV_OFFLINE=1 (unless --online-warm):
@@ -69,7 +69,8 @@ import buildkit
 from buildkit import compile_requirements
 
 from graphbuild.cache.blobs import sha256_file
-from graphbuild.rules.python.layers import _compile, _strip_host_state, site_packages
+from graphbuild.rules.python.bytecode import compile_tree
+from graphbuild.rules.python.layers import _strip_host_state, site_packages
 from graphbuild.rules.python.platforms import best_wheel
 from graphbuild.rules.python.uv import uv_bin
 from graphbuild.rules.tarball import write_tree
@@ -273,8 +274,8 @@ def floor_once(work: Path, requirements: Path, uv_cache: Path, *, offline: bool,
 
 
 def layer_compile(root: Path) -> None:
-    """Bytecode exactly as the layer executor compiles it (rules/python/layers.py `_compile`)."""
-    _compile(types.SimpleNamespace(log=lambda message: None), root, PYTHON)  # type: ignore[arg-type]
+    """Bytecode exactly as the layer executor compiles it (rules/python/bytecode.py `compile_tree`)."""
+    compile_tree(types.SimpleNamespace(log=lambda message: None), root, PYTHON)  # type: ignore[arg-type]
 
 
 def compile_cmd(root: Path, *, jobs: int) -> list[str]:
@@ -313,7 +314,7 @@ def profile_layer(work: Path, packages: list[str], lock_path: Path, uv_cache: Pa
     if bytecode:
         started = time.perf_counter()
         layer_compile(root)
-        times["bytecode compile (layers.py `_compile`)"] = time.perf_counter() - started
+        times["bytecode compile (bytecode.py `compile_tree`)"] = time.perf_counter() - started
     started = time.perf_counter()
     write_tree(root, scratch / "layer.tar")
     times["write_tree: tar + sha256 (Python tarfile)"] = time.perf_counter() - started

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from graphbuild.cache.registry import Registry, RegistryError
     from graphbuild.execution.context import ExecContext
     from graphbuild.execution.events import NodeOutcome as Outcome
-    from graphbuild.execution.processes import run_process
+    from graphbuild.execution.processes import run_process, start_process
     from graphbuild.labels import Label
     from graphbuild.nodes import ActionFailed, Executor, FileRef, Located, Node, OutputRef, executor
     from graphbuild.rule import (
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "NodeHandle": "graphbuild.analysis.context", "RuleContext": "graphbuild.analysis.context",
     "ExecContext": "graphbuild.execution.context", "run_process": "graphbuild.execution.processes",
+    "start_process": "graphbuild.execution.processes",
     "Outcome": "graphbuild.execution.events:NodeOutcome", "Label": "graphbuild.labels",
     **dict.fromkeys(("ActionFailed", "Executor", "FileRef", "Located", "Node", "OutputRef", "executor"),
                     "graphbuild.nodes"),
@@ -68,7 +69,7 @@ __all__ = [
     "Outcome",
     "Provider", "Registry", "RegistryError", "RelativeDir", "RelativePath", "Report", "RuleContext", "RuleDef",
     "Source", "SpecError", "StaleLock", "UsageError", "Verb", "VerbContext", "WorkspacePath", "executor", "media",
-    "rule", "run_is_alive", "run_process", "write_atomic",
+    "rule", "run_is_alive", "run_process", "start_process", "write_atomic",
 ]
 
 

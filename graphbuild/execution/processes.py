@@ -112,6 +112,24 @@ def run_process(args: Sequence[str] | str, *, cwd: Path | str | None = None, env
     return subprocess.CompletedProcess(args, child.returncode, stdout, stderr)
 
 
+def start_process(args: Sequence[str], *, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+    """A long-lived helper process an executor talks to through its stdin and stdout (text;
+    stderr discarded), e.g. a worker that serves many nodes: started like `run_process`'s
+    children (its own group, no CI secrets, recorded with the current run, so the watchdog
+    kills it if graphbuild dies); its owner ends it by closing its stdin. It runs in `/`, so
+    that it holds no scratch directory of a node."""
+    run = bound_run()
+    child_env = without_secrets(os.environ if env is None else env)
+    if run is not None:
+        run.watch_children()
+        child_env[RUN_ENV] = run.id
+    child = subprocess.Popen(args, cwd="/", env=child_env, text=True, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+    if run is not None:
+        run.record_group(child.pid)
+    return child
+
+
 def _kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)

@@ -22,7 +22,8 @@ from typing import Any
 
 import xxhash
 
-from graphbuild.api import ActionFailed, ExecContext, executor, run_process
+from graphbuild.api import ActionFailed, ExecContext, executor
+from graphbuild.rules.python.bytecode import compile_tree
 from graphbuild.rules.python.uv import run_uv
 from graphbuild.rules.tarball import walk_sorted, write_entries, write_tree
 
@@ -37,7 +38,7 @@ def site_packages(prefix: str, python: str) -> str:
     return f"{prefix}/lib/python{python}/site-packages"
 
 
-@executor("python.layer", version=5)
+@executor("python.layer", version=6)
 def build_layer(ctx: ExecContext) -> dict[str, Any]:
     """Install locked wheels (`pkg:<name>` inputs; one per package node) for the image's Python,
     platform and prefix, compile their bytecode if asked, and write the tar and its listing.
@@ -86,7 +87,7 @@ def build_layer(ctx: ExecContext) -> dict[str, Any]:
     staging.rename(sp)
     _strip_host_state(sp)
     if ctx.inputs.get("bytecode"):
-        _compile(ctx, root, python)
+        compile_tree(ctx, root, python)
     sha = write_tree(root, ctx.out("layer.tar"))
     count = write_listing(ctx.out("files.json"), _tree_entries(root))
     return {"sha256": sha, "entries": count, "packages": sorted(packages)}
@@ -220,26 +221,6 @@ def _strip_host_state(site: Path) -> None:
             names = {f"{dist_info.name}/{p.name}," for p in dropped}
             kept = [line for line in record.read_text().splitlines() if not any(line.startswith(n) for n in names)]
             record.write_text("\n".join(kept) + "\n")
-
-
-def _compile(ctx: ExecContext, root: Path, python: str) -> None:
-    """Hash-based .pyc files (no mtimes: reproducible), compiled for the image's paths."""
-    if f"{sys.version_info[0]}.{sys.version_info[1]}" != python:
-        ctx.log(f"bytecode skipped: graphbuild runs on Python {sys.version_info[0]}.{sys.version_info[1]}, "
-                f"the image has {python}")
-        return
-    # every core for a big package (each file compiles alone, so the output does not depend on
-    # the order); one process for a small one (a pool of workers costs more than it saves); the
-    # packages' own test suites are not imported at run time and get no bytecode
-    sources = sum(1 for _ in root.rglob("*.py"))
-    if not sources:
-        return
-    jobs = "0" if sources > 100 else "1"
-    proc = run_process([sys.executable, "-m", "compileall", "-q", "-j", jobs, "--invalidation-mode",
-                        "unchecked-hash", "-x", r"/(tests?|testing)/", "-s", str(root), "-p", "/", str(root)],
-                       env={**os.environ, "PYTHONHASHSEED": "0"})
-    if proc.returncode not in (0, 1):  # 1: some file did not compile (a py2 test fixture...): still fine
-        raise ActionFailed("compiling bytecode failed", details=proc.stderr)
 
 
 @executor("python.layer_merge", version=1)

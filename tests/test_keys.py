@@ -4,6 +4,7 @@ named components, and `diff` names what changed."""
 
 from __future__ import annotations
 
+import json
 import math
 from enum import IntEnum, StrEnum
 from types import MappingProxyType
@@ -217,10 +218,15 @@ def test_key_format_is_part_of_every_key(monkeypatch):
 def test_component_display_is_truncated_and_round_trips_through_json():
     from graphbuild.keys import _DISPLAY_LIMIT
 
-    comp = component({"long": "x" * (_DISPLAY_LIMIT + 500)}, None)
+    comp = component("x" * (_DISPLAY_LIMIT + 500), None)
     assert len(comp.display) == _DISPLAY_LIMIT and comp.display.endswith("…")
     again = Component.from_json(comp.to_json())
     assert again.digest == comp.digest and again.display == comp.display
+    # a mapping keeps its keys; only the value too long to show is cut
+    mapping = component({"long": "x" * (_DISPLAY_LIMIT + 500), "short": "y"}, None)
+    shown = json.loads(mapping.display)
+    assert shown["short"] == "y" and shown["long"].endswith("…") and len(shown["long"]) < 500
+    assert Component.from_json(mapping.to_json()).display == mapping.display
 
 
 def test_diff_names_changed_new_and_gone_components_with_their_location():

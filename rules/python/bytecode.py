@@ -63,6 +63,21 @@ def compile_tree(ctx: ExecContext, root: Path, python: str) -> None:
         raise ActionFailed("compiling bytecode failed", details=proc.stderr)
 
 
+def prestart_worker() -> None:
+    """Start a worker now if none is idle (a node about to install a package), so that its
+    interpreter's start overlaps the install instead of following it."""
+    with _guard:
+        if _idle and _idle[-1].poll() is None:
+            return
+    worker = _start()
+    with _guard:
+        _idle.append(worker)
+
+
+def _start() -> subprocess.Popen[str]:
+    return start_process([sys.executable, "-S", "-c", _WORKER], env={**os.environ, **_ENV})
+
+
 def _compile_in_worker(root: Path) -> bool:
     """Whether a worker compiled the tree (a file that does not compile is fine, as with
     compileall's exit 1); False if no worker could: the caller compiles it in a process."""
@@ -72,7 +87,7 @@ def _compile_in_worker(root: Path) -> bool:
         worker = _idle.pop() if _idle else None
     try:
         if worker is None or worker.poll() is not None:
-            worker = start_process([sys.executable, "-S", "-c", _WORKER], env={**os.environ, **_ENV})
+            worker = _start()
         assert worker.stdin is not None and worker.stdout is not None
         worker.stdin.write(f"{root}\n")
         worker.stdin.flush()

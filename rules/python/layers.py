@@ -23,7 +23,7 @@ from typing import Any
 import xxhash
 
 from graphbuild.api import ActionFailed, ExecContext, executor
-from graphbuild.rules.python.bytecode import compile_tree
+from graphbuild.rules.python.bytecode import compile_tree, prestart_worker
 from graphbuild.rules.python.uv import run_uv
 from graphbuild.rules.tarball import walk_sorted, write_entries, write_tree
 
@@ -66,11 +66,13 @@ def build_layer(ctx: ExecContext) -> dict[str, Any]:
                "-r", str(ctx.scratch / "layer.txt")]
     # Locked wheels are immutable: uv's cache first, without asking the index whether they
     # changed (some proxies strip the cache headers that would tell uv); online if one is missing.
+    if ctx.inputs.get("bytecode"):
+        prestart_worker()  # its interpreter starts while uv installs
     proc = run_uv([*install, "--offline"], cwd=ctx.scratch)
     if proc.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
-        _prefetch(ctx, python, platform)
-        proc = run_uv([*install, "--offline"], cwd=ctx.scratch)
+        if _prefetch(ctx, python, platform):
+            proc = run_uv([*install, "--offline"], cwd=ctx.scratch)
     if proc.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
         proc = run_uv(install, cwd=ctx.scratch)
@@ -102,19 +104,20 @@ _MISSES: dict[tuple[str, ...], int] = {}
 _PREFETCH_GUARD = threading.Lock()
 
 
-def _prefetch(ctx: ExecContext, python: str, platform: str) -> None:
+def _prefetch(ctx: ExecContext, python: str, platform: str) -> bool:
     """Fill uv's cache with this node's siblings' wheels (unkeyed `prefetch`) in one uv call,
     once per set per process, from the second node of the set that misses uv's cache on: a
     pin change misses once (its node fetches its own wheel alone), a cold build misses for
     every node (one bulk download then serves all but the first). The installed tree is thrown
-    away (hard links into uv's cache: cheap)."""
+    away (hard links into uv's cache: cheap). Whether uv's cache may hold more than before
+    (worth another offline try)."""
     lines = tuple(sorted(ctx.unkeyed.get("prefetch") or ()))
     if not lines:
-        return
+        return False
     with _PREFETCH_GUARD:
         _MISSES[lines] = _MISSES.get(lines, 0) + 1
         if _MISSES[lines] < 2:
-            return
+            return False
         lock = _PREFETCHED.get(lines)
         first = lock is None
         if first:
@@ -122,7 +125,7 @@ def _prefetch(ctx: ExecContext, python: str, platform: str) -> None:
             lock.acquire()
     if not first:
         with lock:  # another node is downloading them: wait for it
-            return
+            return True
     try:
         work = ctx.scratch / "prefetch"
         work.mkdir()
@@ -134,6 +137,7 @@ def _prefetch(ctx: ExecContext, python: str, platform: str) -> None:
         shutil.rmtree(work, ignore_errors=True)
     finally:
         lock.release()
+    return True
 
 
 def wheel_line(entry: dict[str, Any]) -> str | None:

@@ -17,7 +17,11 @@ kernel closes the pipe when the run's process dies, however it dies, and the wat
 kills what is left of the run's children at once (a run that finishes tells it to go
 without killing anything). When a run starts, it sweeps every dead run of the cache: kills
 what is left of its children (should the watchdog have died too) and deletes its directory.
-A live run, concurrent in another process, is never touched. Docker containers are
+A live run, concurrent in another process, is never touched.
+
+Every run also holds `runs.lock` beside `tmp/` (in the cache's root, which `clean` keeps)
+shared for its whole life; `graphbuild clean` takes it exclusively, so it never deletes what a
+live run is building, and a run starting during a clean waits for it to end. Docker containers are
 engine-wide rather than per cache, so `run_is_alive` also answers for a run of another cache
 on this machine: its id carries the process id and start time of its process (and the boot
 and pid namespace they are valid in).
@@ -158,6 +162,7 @@ class Run:
         self.tmp = tmp
         self.id = new_run_id()
         self.dir = tmp / "runs" / self.id
+        self._shared_fd: int | None = hold_cache(tmp, exclusive=False)
         self.dir.mkdir(parents=True)
         self._lock_fd: int | None = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
@@ -217,6 +222,27 @@ class Run:
             self._watchdog = None
         os.close(self._lock_fd)
         self._lock_fd = None
+        if self._shared_fd is not None:
+            os.close(self._shared_fd)
+            self._shared_fd = None
+
+
+class CacheBusy(Exception):
+    """Another graphbuild process runs on this cache."""
+
+
+def hold_cache(tmp: Path, *, exclusive: bool) -> int:
+    """The cache-wide lock (`runs.lock` in the cache's root), held until the descriptor is
+    closed: shared by every run (waiting while a `clean` holds it); exclusive for `clean`,
+    which does not wait: raises CacheBusy while a run holds it."""
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(tmp.parent / "runs.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB if exclusive else fcntl.LOCK_SH)
+    except OSError:
+        os.close(fd)
+        raise CacheBusy from None
+    return fd
 
 
 def sweep_dead_runs(tmp: Path) -> list[str]:

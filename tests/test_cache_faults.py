@@ -88,6 +88,30 @@ def test_concurrent_runs_on_one_cache_run_each_node_once_in_all(ws, tmp_path, ru
     assert list((ws.cache / "tmp" / "runs").iterdir()) == []
 
 
+def test_clean_refuses_while_a_build_runs_on_the_cache_and_the_build_keeps_its_work(ws, tmp_path):
+    started, release = tmp_path / "started", tmp_path / "release"
+    ws.write("pkg/BUILD.envs", f"""
+        genrule(name = "slow", outs = ["slow.txt"],
+                cmd = "touch {started}; while [ ! -e {release} ]; do sleep 0.05; done; echo done > $OUT")
+    """)
+    build = ws.gb_process("build", "//pkg:slow", "--json")
+    deadline = time.monotonic() + 120
+    while not started.exists():
+        assert build.poll() is None and time.monotonic() < deadline, build.communicate()
+        time.sleep(0.05)
+    refused = ws.gb("clean")
+    assert refused.exit_code == 2
+    assert "another graphbuild process is building with the cache" in refused.stderr
+    assert (ws.cache / "tmp" / "runs").is_dir()  # nothing of the live run was touched
+    release.touch()
+    out, err = build.communicate(timeout=120)
+    assert build.returncode == 0, err
+    assert (ws.root / "graphbuild-out/pkg/slow.txt").read_text() == "done\n"
+    assert ws.gb("build", "//pkg:slow", "--json").json["summary"]["cached"] == 1  # its result was kept
+    assert ws.gb("clean").exit_code == 0  # once nothing runs, clean goes ahead
+    assert not (ws.cache / "blobs").exists()
+
+
 # -- a damaged action cache ------------------------------------------------------------------------
 
 

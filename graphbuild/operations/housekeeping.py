@@ -50,15 +50,25 @@ def parse_size(text: str) -> int:
 
 
 def clean(session: Session) -> CleanReport:
+    from graphbuild.cache.runs import CacheBusy, hold_cache
+    from graphbuild.cache.state import sweep as sweep_state
+
     cache = session.cache
     root = cache.root
     session.close()
-    # Only what graphbuild keeps there: the directory may be shared with other files.
-    for sub in (cache.blobs, cache.actions, cache.history, cache.state, cache.tmp):
-        shutil.rmtree(sub, ignore_errors=True)
-    from graphbuild.cache.state import sweep as sweep_state
-
-    sweep_state(cache.state, lambda sha: False)  # what older versions kept beside the blob store
+    try:
+        held = hold_cache(cache.tmp, exclusive=True)
+    except CacheBusy:
+        raise UsageError(f"another graphbuild process is building with the cache {root}: cleaning it now "
+                         "would delete what that build is writing",
+                         hint="wait for it to finish (or stop it), then run graphbuild clean again") from None
+    try:
+        # Only what graphbuild keeps there: the directory may be shared with other files.
+        for sub in (cache.blobs, cache.actions, cache.history, cache.state, cache.tmp):
+            shutil.rmtree(sub, ignore_errors=True)
+        sweep_state(cache.state, lambda sha: False)  # what older versions kept beside the blob store
+    finally:
+        os.close(held)
     out = session.workspace.root / OUT_DIR
     if out.is_symlink():  # the link goes, never what it points at
         out.unlink()

@@ -95,16 +95,18 @@ def test_clean_refuses_while_a_build_runs_on_the_cache_and_the_build_keeps_its_w
                 cmd = "touch {started}; while [ ! -e {release} ]; do sleep 0.05; done; echo done > $OUT")
     """)
     build = ws.gb_process("build", "//pkg:slow", "--json")
-    deadline = time.monotonic() + 120
-    while not started.exists():
-        assert build.poll() is None and time.monotonic() < deadline, build.communicate()
-        time.sleep(0.05)
-    refused = ws.gb("clean")
-    assert refused.exit_code == 2
-    assert "another graphbuild process is building with the cache" in refused.stderr
-    assert (ws.cache / "tmp" / "runs").is_dir()  # nothing of the live run was touched
-    release.touch()
-    out, err = build.communicate(timeout=120)
+    try:
+        deadline = time.monotonic() + 120
+        while not started.exists():
+            assert build.poll() is None and time.monotonic() < deadline, build.communicate()
+            time.sleep(0.05)
+        refused = ws.gb("clean")
+        assert refused.exit_code == 2
+        assert "another graphbuild process is building with the cache" in refused.stderr
+        assert (ws.cache / "tmp" / "runs").is_dir()  # nothing of the live run was touched
+    finally:
+        release.touch()  # the build ends whatever happened above
+    _, err = build.communicate(timeout=120)
     assert build.returncode == 0, err
     assert (ws.root / "graphbuild-out/pkg/slow.txt").read_text() == "done\n"
     assert ws.gb("build", "//pkg:slow", "--json").json["summary"]["cached"] == 1  # its result was kept

@@ -23,6 +23,13 @@ def _fixed(rule: str, executor: str, outputs: tuple[str, ...]) -> tuple[Componen
     return component(rule), component(executor), component(list(outputs))
 
 
+def after_key(outcome: Any) -> str:
+    """What a node declared to run `after` another keys on: that node's key (it succeeded, or
+    this one would not run). Not its result: a test that ran again under the same key and
+    passed again, with other timings in its report, is the same fact, on every machine."""
+    return outcome.key or outcome.output_digest or ""
+
+
 def node_manifest(node: Node, output_digest: DigestOf, after_digest: Callable[[str], str]) -> Manifest:
     rule, executor, outputs = _fixed(f"{node.rule}@{node.rule_version}", node.executor.ident, node.outputs)
     manifest: Manifest = {"rule": rule, "executor": executor, "outputs": outputs}
@@ -31,7 +38,7 @@ def node_manifest(node: Node, output_digest: DigestOf, after_digest: Callable[[s
         raw = value.value if isinstance(value, Located) else value
         if name.startswith("after:"):
             dep = after_digest(raw)
-            manifest[name] = Component(dep, f"result {dep[:16]}", None)
+            manifest[name] = Component(dep, f"succeeded with key {dep[:16]}", None)
         elif isinstance(raw, list | tuple) and raw and all(isinstance(v, FileRef | OutputRef) for v in raw):
             for index, ref in enumerate(raw):
                 sub = f"{name}[{ref.path if isinstance(ref, FileRef) else index}]"

@@ -608,3 +608,28 @@ def test_python_environment_layers_and_tests_come_from_the_remote_cache(tmp_path
     assert ran <= {"//envs:app#lock", "//envs:app#pkg.attrs", "//envs:app#compress.pkg.attrs", "//envs:app#out",
                    "//envs:app#layer.venv", "//envs:app#image", "//envs:app#sbom", "//envs:app#image.test",
                    "//envs:app#test.mylib"}
+
+
+@pytest.mark.network
+def test_every_key_is_the_same_in_another_checkout_with_its_own_cache_and_home(tmp_path, registry, monkeypatch):
+    """What a shared cache relies on: the same sources give the same keys wherever they are
+    checked out. Both checkouts run everything themselves (no shared cache): the tests run
+    twice, with other timings in their reports, and the push that follows them keeps its key."""
+    ws1 = Workspace(tmp_path / "ws1", tmp_path / "ws1-cache")
+    link_base(ws1)
+    ws1.write("envs/BUILD.envs", ENVS.replace('libraries = ["//libs/mylib"])',
+                                              f'libraries = ["//libs/mylib"], push = "{registry}/portable/app")'))
+    write_library(ws1, "mylib", module='def hello():\n    return "hi"\n',
+                  test='from mylib import hello\n\n\ndef test_hello():\n    assert hello() == "hi"\n')
+    ok(ws1.gb("lock", "//envs/..."))
+    first = ok(ws1.gb("run", "//envs/...", "--json"))
+    ws2 = copy_workspace(ws1, tmp_path / "elsewhere" / "deeper" / "checkout", tmp_path / "other-cache")
+    monkeypatch.setenv("HOME", str(tmp_path / "other-home"))
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "other-tmp"))
+    (tmp_path / "other-tmp").mkdir()
+    second = ok(ws2.gb("run", "//envs/...", "--json"))
+    keys1 = {nid: n["key"] for nid, n in by_id(first).items()}
+    keys2 = {nid: n["key"] for nid, n in by_id(second).items()}
+    assert "//envs:app#push" in keys1 and "//envs:app#test.mylib" in keys1
+    assert second.ran() == set(keys2)  # nothing shared: every node ran again
+    assert {nid for nid in keys1 if keys1[nid] != keys2.get(nid)} == set()

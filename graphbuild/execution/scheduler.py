@@ -25,7 +25,7 @@ from graphbuild.cache.stores import ActionStore, RemoteCache, RemoteCacheError
 from graphbuild.execution import processes
 from graphbuild.execution.context import ExecContext
 from graphbuild.execution.events import NodeOutcome, Reporter
-from graphbuild.keying import node_manifest
+from graphbuild.keying import after_key, node_manifest
 from graphbuild.keys import Manifest, key_of
 from graphbuild.nodes import ActionFailed, Node, OutputRef
 from graphbuild.records import ActionResult, OutputBlob, Status
@@ -326,7 +326,7 @@ class _Walk:
         return self.outcomes[ref.node_id].outputs[ref.name][0]
 
     def _after_digest(self, node_id: str) -> str:
-        return self.outcomes[node_id].output_digest or ""
+        return after_key(self.outcomes[node_id])
 
     def _collect(self, nid: str, outcome: NodeOutcome) -> None:
         key = outcome.key or ""

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from graphbuild.analysis.analyzer import Analysis
 from graphbuild.errors import EXIT_OK, GraphbuildError, UsageError
 from graphbuild.execution.events import NodeOutcome
-from graphbuild.keying import node_manifest
+from graphbuild.keying import after_key, node_manifest
 from graphbuild.keys import Component, diff
 from graphbuild.labels import Label
 from graphbuild.nodes import LOCK_PHASE
@@ -168,7 +168,7 @@ def keep_own_inputs(session: Session, analysis: Analysis, outcomes: dict[str, No
             continue  # kept by that run already
         try:
             manifest = node_manifest(node, lambda ref: outcomes[ref.node_id].outputs[ref.name][0],
-                                     lambda dep: outcomes[dep].output_digest or "")
+                                     lambda dep: after_key(outcomes[dep]))
         except (KeyError, IndexError):  # a dependency without an outcome: nothing to explain with
             continue
         session.actions.put_manifest(own_manifest_key(outcome.key, nid),

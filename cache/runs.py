@@ -235,14 +235,27 @@ def hold_cache(tmp: Path, *, exclusive: bool) -> int:
     """The cache-wide lock (`runs.lock` in the cache's root), held until the descriptor is
     closed: shared by every run (waiting while a `clean` holds it); exclusive for `clean`,
     which does not wait: raises CacheBusy while a run holds it."""
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(tmp.parent / "runs.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB if exclusive else fcntl.LOCK_SH)
-    except OSError:
+    path = cache_lock_path(tmp)
+    while True:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB if exclusive else fcntl.LOCK_SH)
+        except OSError:
+            os.close(fd)
+            raise CacheBusy from None
+        # a clean deletes the file last, while it holds it: a lock taken on a file no longer
+        # at the path guards nothing, so it is taken again on the one there now
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
         os.close(fd)
-        raise CacheBusy from None
-    return fd
+
+
+def cache_lock_path(tmp: Path) -> Path:
+    return tmp.parent / "runs.lock"
 
 
 def sweep_dead_runs(tmp: Path) -> list[str]:

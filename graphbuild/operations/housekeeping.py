@@ -50,7 +50,7 @@ def parse_size(text: str) -> int:
 
 
 def clean(session: Session) -> CleanReport:
-    from graphbuild.cache.runs import CacheBusy, hold_cache
+    from graphbuild.cache.runs import CacheBusy, cache_lock_path, hold_cache
     from graphbuild.cache.state import sweep as sweep_state
 
     cache = session.cache
@@ -67,6 +67,7 @@ def clean(session: Session) -> CleanReport:
         for sub in (cache.blobs, cache.actions, cache.history, cache.state, cache.tmp):
             shutil.rmtree(sub, ignore_errors=True)
         sweep_state(cache.state, lambda sha: False)  # what older versions kept beside the blob store
+        cache_lock_path(cache.tmp).unlink(missing_ok=True)  # last, still held: see hold_cache
     finally:
         os.close(held)
     out = session.workspace.root / OUT_DIR

@@ -188,16 +188,22 @@ def test_a_summary_is_stored_and_shown_but_is_not_what_dependents_key_on(stores)
     assert second["//pkg:down#gen"].key == first["//pkg:down#gen"].key
 
 
-def test_metadata_is_what_dependents_key_on(stores):
-    one, other = Graph(), Graph()
-    for graph, tests in ((one, 3), (other, 4)):
-        up = graph.add("up", metadata={"tests": tests})
+def test_a_node_run_after_another_keys_on_its_key_not_its_result(stores):
+    """A test that passed again under the same key (other timings, other counts in its report)
+    is the same fact: what runs after it keeps its key; another key is another fact."""
+    one, other, changed = Graph(), Graph(), Graph()
+    for graph, tests, text in ((one, 3, "up"), (other, 4, "up"), (changed, 3, "up again")):
+        up = graph.add("up", metadata={"tests": tests}, text=text)
         graph.add("down", after=(up,))
     first = run(stores, one)
     stores["actions"].results.clear()
     second = run(stores, other)
     assert first["//pkg:up#gen"].key == second["//pkg:up#gen"].key  # the same executor and inputs
-    assert first["//pkg:down#gen"].key != second["//pkg:down#gen"].key
+    assert first["//pkg:down#gen"].key == second["//pkg:down#gen"].key
+    stores["actions"].results.clear()
+    third = run(stores, changed)
+    assert third["//pkg:up#gen"].key != first["//pkg:up#gen"].key
+    assert third["//pkg:down#gen"].key != first["//pkg:down#gen"].key
 
 
 def test_a_deterministic_failure_is_cached_and_a_flaky_one_is_not(stores):

@@ -190,3 +190,33 @@ def test_output_trees_are_copies_written_in_order_and_never_through_a_symlink(tm
     with pytest.raises(OutputTreeError, match="symlink"):
         materialize_trees([("p", tree)], {"//p:t#n": outcome}, store, root, digest)
     assert not any((tmp_path / "elsewhere").iterdir())
+
+
+@pytest.mark.network
+def test_environments_of_different_packages_are_planned_together_and_share_their_layers(ws):
+    """A fork in another package (//team:exp over //envs:core) gets the very layer that holds
+    what it shares with //envs:prod: planned with every lock of the workspace, not only the
+    locks beside it. A cap of 4 own layers (prod: venv, library, two) makes packages share layers."""
+    from test_python_envs import PY
+
+    write_envs(ws, ENVS.replace('    layers = [":core"],\n    libraries = ["//libs/mylib"],\n',
+                                '    layers = [":core"],\n    libraries = ["//libs/mylib"],\n    max_layers = 4,\n'))
+    ws.write("team/BUILD.envs", f"""
+py_layer(name = "extra", over = ["//envs:core"], requirements = ["idna==3.6"])
+
+environment(name = "exp", layers = [":extra"], python = "{PY}", max_layers = 4)
+""")
+    ok(ws.gb("lock", "//envs:prod", "//team:exp"))
+    plan = {p["name"]: layer for layer in ok(ws.gb("layers", "//team:exp", "--json")).json["layers"]
+            for p in layer["packages"]}
+    assert plan["six"]["environments"] == ["//envs:prod", "exp"]
+    assert plan["idna"]["environments"] == ["exp"]
+    shared = plan["six"]["name"]
+    assert set(p["name"] for p in plan["six"]["packages"]) == {"six", "attrs"}
+    prod_plan = ok(ws.gb("layers", PROD, "--json")).json["layers"]
+    assert [layer["name"] for layer in prod_plan] == [shared, "pkg.iniconfig"]  # most shared first
+    assert prod_plan[0]["environments"] == ["prod", "//team:exp"]
+    built = build_nodes(ok(ws.gb("build", PROD, "//team:exp", "--json")))
+    here, there = built[f"{PROD}#layer.{shared}"], built[f"//team:exp#layer.{shared}"]
+    assert here["key"] == there["key"] and here["outputs"] == there["outputs"]
+    assert {here["status"], there["status"]} == {"ran", "cached"}  # one node's work, one blob

@@ -55,6 +55,13 @@ class Analyzer:
         self.locking = locking
         self.real_roots = (loader.workspace.root.resolve(), *(p.resolve() for p in linked_roots))
         self.real_dirs: dict[str, str] = {}
+        self._packages: list[str] | None = None
+
+    def workspace_packages(self) -> list[str]:
+        """Every package of the workspace, as `//...` finds them (listed once per analysis)."""
+        if self._packages is None:
+            self._packages = self.loader.workspace.packages_under("")
+        return list(self._packages)
 
     def analyze(self, requested: list[Label]) -> Analysis:
         targets, graph = load_closure(self.loader, requested)
@@ -89,7 +96,8 @@ class Analyzer:
 
     def _analyze_target(self, target: Target, analysis: Analysis) -> None:
         ctx = RuleContext(target, analysis.providers, self.loader.workspace.root, self.digest_file,
-                          locking=self.locking, real_roots=self.real_roots, real_dirs=self.real_dirs)
+                          locking=self.locking, real_roots=self.real_roots, real_dirs=self.real_dirs,
+                          workspace_packages=self.workspace_packages)
         try:
             returned = target.rule.implementation(ctx, target.attrs)
         except GraphbuildError:

@@ -47,7 +47,8 @@ def _label_as_text(value: Any) -> Any:
 class RuleContext:
     def __init__(self, target: Target, providers: Mapping[Label, Mapping[type, Provider]],
                  workspace_root: Path, digest_file: Callable[[Path], str], *, locking: bool = False,
-                 real_roots: Sequence[Path] = (), real_dirs: dict[str, str] | None = None):
+                 real_roots: Sequence[Path] = (), real_dirs: dict[str, str] | None = None,
+                 workspace_packages: Callable[[], list[str]] | None = None):
         self.target = target
         #: True while `graphbuild lock` analyses: lock files may be missing or stale, since
         #: the lock nodes are about to rewrite them.
@@ -62,6 +63,7 @@ class RuleContext:
         #: directory -> its real path, shared by one analysis (never across commands: links change)
         self._real_dirs = real_dirs if real_dirs is not None else {}
         self.nodes: list[Node] = []
+        self._workspace_packages = workspace_packages
 
     # -- what the target is ---------------------------------------------------------------
 
@@ -80,6 +82,14 @@ class RuleContext:
     @property
     def workspace_root(self) -> Path:
         return self._root
+
+    def workspace_packages(self) -> list[str]:
+        """Every package of the workspace (as `//...` finds them: ignored directories left
+        out), sorted; for a rule that looks across packages, e.g. at every environment's lock
+        (read what it needs through `file(..., within="workspace")`, so that it is keyed)."""
+        if self._workspace_packages is None:
+            return [self.package]
+        return self._workspace_packages()
 
     def attr_location(self, attr: str | None = None) -> Location:
         return self.target.attr_location(attr) if attr else self.target.location

@@ -8,6 +8,7 @@ platform, and the layer format; environments that lock a layer to the same wheel
 
 from __future__ import annotations
 
+import posixpath
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -181,9 +182,9 @@ def environment(ctx: RuleContext, attrs: EnvironmentAttrs) -> list[Provider]:
             f"pkg.{package}", executor=build_layer, outputs=LAYER_OUTPUTS, kind="python.package",
             inputs={**common, f"pkg:{package}": value}, unkeyed={"prefetch": prefetch},
             description=f"package {package} of {ctx.label}")
-    plan = _plan(ctx, attrs, lock, name, libraries)
+    plan, planned_as = _plan(ctx, attrs, lock, name, libraries)
     layer_names = ["layer.venv"]
-    for planned in plan.of(ctx.label.name):
+    for planned in plan.of(planned_as):
         layer_names.append(planned.name)
         layers.append(_layer_node(ctx, planned.name, list(planned.packages), package_nodes))
     runner_packages = next((g["packages"] for g in lock.layers if g["label"] == TEST_RUNNER_GROUP), [])
@@ -212,13 +213,13 @@ def environment(ctx: RuleContext, attrs: EnvironmentAttrs) -> list[Provider]:
         packages={n: {"version": p.get("version", ""), "sha256": _wheel_sha(p, attrs)}
                   for n, p in lock.packages.items()},
         closures=closures, installed=installed, wheels=wheels, library_deps=_library_deps(libraries, lock),
-        layer_plan=tuple(_describe(plan, ctx.label.name, lock, package_nodes)), max_layers=attrs.max_layers,
+        layer_plan=tuple(_describe(plan, planned_as, ctx.package, lock, package_nodes)), max_layers=attrs.max_layers,
     )
     if attrs.base is None:
         return [info, forkable, DefaultInfo()]
     base = ctx.provider(attrs.base, BaseImageInfo, attr="base")
     runner_closure = lock.closure([name_of(r) for r in attrs.test_runner])
-    layer_of = {p: planned.name for planned in plan.of(ctx.label.name) for p in planned.packages}
+    layer_of = {p: planned.name for planned in plan.of(planned_as) for p in planned.packages}
     components = _sbom_components(lock, installed, libraries, wheels, attrs, layer_of)
     image = declare_image(ctx, attrs, info, base, layers, runner, sources, runner_closure, components)
     workload = WorkloadInfo(label=str(ctx.label), load_node=f"{ctx.label}#load",
@@ -239,10 +240,15 @@ def _layer_node(ctx: RuleContext, name: str, packages: list[str], package_nodes:
                       inputs={"parts": parts}, description=f"layer {name} of {ctx.label} ({len(packages)} packages)")
 
 
-def _describe(plan: Plan, env: str, lock: lockfile.Lock, package_nodes: dict[str, NodeHandle]) -> list[dict]:
+def _describe(plan: Plan, env: str, package: str, lock: lockfile.Lock,
+              package_nodes: dict[str, NodeHandle]) -> list[dict]:
+    """The plan of `env` as `graphbuild layers` shows it: environments of this package by their
+    name, others by label (`//team:dev`)."""
     described = []
     for position, layer in enumerate(plan.of(env)):
         entry = layer.as_json()
+        entry["environments"] = [e.removeprefix(f"{package}:") if e.startswith(f"{package}:") else f"//{e}"
+                                 for e in entry["environments"]]
         entry["position"] = position + 1
         entry["packages"] = [{"name": p, "version": lock.packages[p].get("version", ""),
                               "node": package_nodes[p].id} for p in layer.packages]
@@ -251,33 +257,51 @@ def _describe(plan: Plan, env: str, lock: lockfile.Lock, package_nodes: dict[str
     return described
 
 
-#: Parsed locks by content digest: every environment of a package plans with all their locks.
+#: Parsed locks by content digest, and plans by what they were made from: every environment
+#: of the workspace plans with every lock, so one analysis would otherwise parse each lock
+#: and make the same plan once per environment.
 _PARSED: dict[str, lockfile.Lock | None] = {}
+_PLANS: dict[tuple, Plan] = {}
+
+
+def plan_id(package: str, name: str) -> str:
+    """How the plan names an environment: its label without the `//` (`envs:prod`), so that a
+    layer shared by environments of several packages has one name in all of them."""
+    return f"{package}:{name}"
 
 
 def _plan(ctx: RuleContext, attrs: EnvironmentAttrs, lock: lockfile.Lock, name: str,
-          libraries: list[PyLibraryInfo]) -> Plan:
-    """The layer plan of every environment whose lock lives in this package (this one with its
-    lock as read). A lock that does not parse is left out of the plan (its own environment
-    reports it)."""
-    plan_input: dict[str, dict[str, Package]] = {ctx.label.name: planned_packages(lock)}
-    reserved = {ctx.label.name: 1 + len(libraries)}
-    directory = ctx.workspace_root / ctx.package
-    for path in sorted(directory.glob("pylock.*.toml")):
-        env = path.name.removeprefix("pylock.").removesuffix(".toml")
-        if path.name == name or not env:
-            continue
-        ref = ctx.file(path.name)
-        if ref.digest not in _PARSED:
-            try:
-                _PARSED[ref.digest] = lockfile.parse(path.read_text())
-            except (lockfile.LockInvalid, OSError, UnicodeDecodeError):
-                _PARSED[ref.digest] = None
-        other = _PARSED[ref.digest]
-        if other is not None:
-            plan_input[env] = planned_packages(other)
-            reserved[env] = 1 + len(other.libraries)
-    return plan_layers(plan_input, max_layers=attrs.max_layers, reserved=reserved)
+          libraries: list[PyLibraryInfo]) -> tuple[Plan, str]:
+    """The layer plan of every environment of the workspace whose lock is found (this one with
+    its lock as read): `pylock.<name>.toml` beside a BUILD.envs, in every package that `//...`
+    finds; and this environment's name in it. A lock that does not parse is left out of the
+    plan (its own environment reports it)."""
+    own = plan_id(ctx.package, ctx.label.name)
+    found: dict[str, tuple[str, lockfile.Lock, int]] = {own: (ctx.file(name).digest, lock, 1 + len(libraries))}
+    for package in ctx.workspace_packages():
+        directory = ctx.workspace_root / package
+        for path in sorted(directory.glob("pylock.*.toml")):
+            env = path.name.removeprefix("pylock.").removesuffix(".toml")
+            ident = plan_id(package, env)
+            if not env or ident == own:
+                continue
+            ref = ctx.file(posixpath.relpath(f"{package}/{path.name}".lstrip("/"), ctx.package or "."),
+                           within="workspace")
+            if ref.digest not in _PARSED:
+                try:
+                    _PARSED[ref.digest] = lockfile.parse(path.read_text())
+                except (lockfile.LockInvalid, OSError, UnicodeDecodeError):
+                    _PARSED[ref.digest] = None
+            other = _PARSED[ref.digest]
+            if other is not None:
+                found[ident] = (ref.digest, other, 1 + len(other.libraries))
+    made_from = (attrs.max_layers, tuple(sorted((i, d, r) for i, (d, _, r) in found.items())))
+    plan = _PLANS.get(made_from)
+    if plan is None:
+        plan = _PLANS[made_from] = plan_layers({i: planned_packages(lk) for i, (_, lk, _) in found.items()},
+                                               max_layers=attrs.max_layers,
+                                               reserved={i: r for i, (_, _, r) in found.items()})
+    return plan, own
 
 
 def planned_packages(lock: lockfile.Lock) -> dict[str, Package]:

@@ -84,9 +84,10 @@ def _compile_in_worker(root: Path) -> bool:
     if "\n" in str(root):
         return False
     with _guard:
+        _idle[:] = [w for w in _idle if w.poll() is None]  # a worker may have died (killed) while idle
         worker = _idle.pop() if _idle else None
     try:
-        if worker is None or worker.poll() is not None:
+        if worker is None:
             worker = _start()
         assert worker.stdin is not None and worker.stdout is not None
         worker.stdin.write(f"{root}\n")

@@ -128,6 +128,7 @@ environment(
 
 def test_try_upgrade_names_the_regressing_library_exits_1_and_never_touches_the_lock(example):
     before = (example.root / LOCK).read_bytes()
+    image_before = {n["id"]: n["key"] for n in example.gb("build", PROD, "--json").json["nodes"]}[f"{PROD}#image"]
     result = example.gb("try", PROD, "--upgrade", "tomli", "--json")
     assert result.exit_code == 1, result.stderr[-3000:]
     report = result.json
@@ -141,6 +142,10 @@ def test_try_upgrade_names_the_regressing_library_exits_1_and_never_touches_the_
     assert all(e["now"] == "pass" for lab, e in report["libraries"].items() if lab != LEGACYCONF)
     assert (example.root / LOCK).read_bytes() == before
     assert (example.root / CANDIDATE_LOCK).is_file()
+    # the candidate's lock left beside prod's takes no part in prod's layer plan
+    again = example.gb("build", PROD, "--json")
+    assert {n["id"]: n["key"] for n in again.json["nodes"]}[f"{PROD}#image"] == image_before
+    assert again.ran() == set()
     # every package but tomli is installed by prod's own nodes: same keys
     keys = {n["id"]: n["key"] for n in report["nodes"]}
     packages = [nid.split("#", 1)[1] for nid in keys if nid.startswith(f"{PROD}#pkg.")]

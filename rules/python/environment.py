@@ -34,7 +34,7 @@ from graphbuild.rules.oci.compress import compression_problem
 from graphbuild.rules.oci.container import DEFAULT_TEST_USER, Resources, check_user
 from graphbuild.rules.python import lockfile, platforms
 from graphbuild.rules.python.env_image import declare_image
-from graphbuild.rules.python.fork import ForkableInfo, check_upgrade, inherit
+from graphbuild.rules.python.fork import CANDIDATE_SUFFIX, ForkableInfo, check_upgrade, inherit
 from graphbuild.rules.python.layer_plan import DEFAULT_MAX_LAYERS, Package, Plan, plan_layers
 from graphbuild.rules.python.layers import (
     DEFAULT_PREFIX,
@@ -274,8 +274,8 @@ def _plan(ctx: RuleContext, attrs: EnvironmentAttrs, lock: lockfile.Lock, name: 
           libraries: list[PyLibraryInfo]) -> tuple[Plan, str]:
     """The layer plan of every environment of the workspace whose lock is found (this one with
     its lock as read): `pylock.<name>.toml` beside a BUILD.envs, in every package that `//...`
-    finds; and this environment's name in it. A lock that does not parse is left out of the
-    plan (its own environment reports it)."""
+    finds, candidates of `graphbuild try` left out; and this environment's name in it. A lock
+    that does not parse is left out of the plan (its own environment reports it)."""
     own = plan_id(ctx.package, ctx.label.name)
     found: dict[str, tuple[str, lockfile.Lock, int]] = {own: (ctx.file(name).digest, lock, 1 + len(libraries))}
     for package in ctx.workspace_packages():
@@ -283,7 +283,9 @@ def _plan(ctx: RuleContext, attrs: EnvironmentAttrs, lock: lockfile.Lock, name: 
         for path in sorted(directory.glob("pylock.*.toml")):
             env = path.name.removeprefix("pylock.").removesuffix(".toml")
             ident = plan_id(package, env)
-            if not env or ident == own:
+            # a candidate `graphbuild try` locked is not an environment of the workspace: left
+            # lying there, it must not reorder the layers of the one it forks
+            if not env or ident == own or env.endswith(CANDIDATE_SUFFIX):
                 continue
             ref = ctx.file(posixpath.relpath(f"{package}/{path.name}".lstrip("/"), ctx.package or "."),
                            within="workspace")

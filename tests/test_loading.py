@@ -235,3 +235,16 @@ def test_affected_globs_the_working_trees_ignored_files_linked_into_its_checkout
     result = ws.gb("affected", "--since", "HEAD", "--json")
     assert result.exit_code == 0, result.stderr
     assert result.json["targets"] == ["//pkg:other"]
+
+
+@pytest.mark.parametrize("directory", ["bad name", "CON", "trailing."])
+def test_a_package_directory_whose_name_no_label_can_hold_is_a_located_error_until_ignored(ws, directory):
+    ws.write(f"{directory}/BUILD.envs", 'genrule(name = "a", outs = ["a.txt"], cmd = "echo a > $OUT")\n')
+    ws.write("ok/BUILD.envs", 'genrule(name = "a", outs = ["a.txt"], cmd = "echo a > $OUT")\n')
+    result = ws.gb("query", "//...", "--json")
+    assert result.exit_code == 2
+    error = result.json["error"]
+    assert error["location"] == f"{directory}/BUILD.envs:1"
+    assert "cannot be one" in error["message"] and f'ignore = ["{directory}"]' in error["hint"]
+    ws.write("graphbuild.toml", f'[workspace]\nignore = ["{directory}"]\n')
+    assert ws.gb("query", "//...").stdout.split() == ["//ok:a"]

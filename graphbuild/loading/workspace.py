@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from graphbuild.errors import GraphbuildError, Location, SpecError, UsageError, did_you_mean, raise_collected
+from graphbuild.labels import GRAMMAR_HINT, package_problem
 from graphbuild.loading.evaluator import DEFAULT_MEMORY_MB
 
 MARKER = "graphbuild.toml"
@@ -134,6 +135,12 @@ class Workspace:
                 if not d.startswith(".") and d not in ALWAYS_IGNORED and f"{rel}/{d}".strip("/") not in ignored
             )
             if BUILD_FILE in filenames:
+                problem = package_problem(rel)
+                if problem:  # `//...` would list labels nothing can parse back
+                    raise SpecError(f"{rel}/{BUILD_FILE} makes a package of a directory whose name cannot be one: "
+                                    f"{problem}", location=Location(f"{rel}/{BUILD_FILE}", 1),
+                                    hint=f"rename the directory, or leave it out with [workspace] ignore = [\"{rel}\"] "
+                                    f"in {MARKER} ({GRAMMAR_HINT})")
                 found.append(rel)
         return sorted(found)
 

@@ -613,3 +613,19 @@ def test_a_library_whose_new_version_its_requirer_refuses_makes_the_lock_stale(w
     assert result.exit_code == 2
     assert ("library //libs/textstats:textstats is version 0.2.0 now, the lock checked 0.3.0 against "
             "'textstats>=0.3'") in result.stderr
+
+
+@pytest.mark.network
+def test_a_fork_locked_with_its_parent_in_one_command_is_not_left_stale(example):
+    """The fork's lock reads its parent's: when one `lock` rewrites both, the fork is locked
+    again after its parent's new lock is written (it used to be left out of date)."""
+    path = example.root / "envs/BUILD.envs"
+    path.write_text(path.read_text() + '\nenvironment(name = "prod-next", fork = ":prod", upgrade = ["tomli"])\n')
+    ok(example.gb("lock", "//envs:prod-next"))
+    edit(example, "envs/BUILD.envs", '"pydantic>=2.7",', '"pydantic>=2.7",\n        "six==1.16.0",')
+    result = ok(example.gb("lock", "//envs:prod", "//envs:prod-next", "--json"))
+    relocked = [n["id"] for n in result.json["nodes"]]
+    assert relocked.count("//envs:prod-next#lock") == 1 and "//envs:prod#lock" in relocked
+    assert "six" in (example.root / "envs/pylock.prod-next.toml").read_text()
+    layers = example.gb("layers", "//envs:prod-next", "--json")
+    assert layers.exit_code == 0, layers.stderr  # not "out of date: the lock of //envs:prod ... changed"

@@ -94,11 +94,7 @@ def build(session: Session, reporter: Reporter, request: BuildRequest) -> Execut
     nodes: dict[str, Node] = {}
     to_lock = labels if request.phase == LOCK_PHASE else stale_locks(session, labels) if request.relock else []
     if to_lock:
-        lock_analysis = session.analyze(to_lock, locking=True)
-        lock_order = lock_analysis.closure(to_lock, LOCK_PHASE)
-        outcomes = execute(session, reporter, lock_analysis.nodes, lock_order, [], LOCK_PHASE,
-                           options={"upgrade": request.upgrade})
-        nodes.update(lock_analysis.nodes)
+        outcomes, lock_order = _lock(session, reporter, to_lock, nodes, upgrade=request.upgrade)
     if request.phase != LOCK_PHASE and all(o.ok for o in outcomes.values()):
         analysis = session.analyze(labels)
         order = analysis.closure(labels, request.phase)
@@ -114,6 +110,37 @@ def build(session: Session, reporter: Reporter, request: BuildRequest) -> Execut
     order = [*lock_order, *(nid for nid in outcomes if nid not in lock_order)]
     return ExecutionReport(request.phase, tuple(labels), tuple(order), outcomes, nodes, time.monotonic() - started,
                            counts=count(outcomes.values()))
+
+
+#: Rounds of locking at most: a lock that reads another's (a fork reads its parent's) is
+#: locked again once that one was rewritten; a chain of forks needs a round per link.
+_LOCK_ROUNDS = 4
+
+
+def _lock(session: Session, reporter: Reporter, labels: list[Label], nodes: dict[str, Node], *,
+          upgrade: bool) -> tuple[dict[str, NodeOutcome], list[str]]:
+    """Run the lock nodes of `labels`; then, while the analysis of a lock node changed because
+    a lock it reads was just rewritten (a fork locked with its parent), lock those targets again."""
+    from graphbuild.analysis.fingerprint import fingerprints
+
+    outcomes: dict[str, NodeOutcome] = {}
+    order: list[str] = []
+    for _ in range(_LOCK_ROUNDS):
+        analysis = session.analyze(labels, locking=True)
+        round_order = analysis.closure(labels, LOCK_PHASE)
+        before = fingerprints(analysis)
+        outcomes.update(execute(session, reporter, analysis.nodes, round_order, [], LOCK_PHASE,
+                                options={"upgrade": upgrade}))
+        nodes.update(analysis.nodes)
+        order += [nid for nid in round_order if nid not in order]
+        if not all(outcomes[nid].ok for nid in round_order):
+            break
+        after = fingerprints(session.analyze(labels, locking=True))
+        moved = {nid.split("#", 1)[0] for nid in round_order if after.get(nid) != before.get(nid)}
+        if not moved:
+            break
+        labels = [label for label in labels if str(label) in moved]
+    return outcomes, order
 
 
 def stale_locks(session: Session, labels: list[Label]) -> list[Label]:

@@ -219,8 +219,7 @@ def environment(ctx: RuleContext, attrs: EnvironmentAttrs) -> list[Provider]:
         return [info, forkable, DefaultInfo()]
     base = ctx.provider(attrs.base, BaseImageInfo, attr="base")
     runner_closure = lock.closure([name_of(r) for r in attrs.test_runner])
-    layer_of = {p: planned.name for planned in plan.of(planned_as) for p in planned.packages}
-    components = _sbom_components(lock, installed, libraries, wheels, attrs, layer_of)
+    components = _sbom_components(lock, installed, libraries, wheels)
     image = declare_image(ctx, attrs, info, base, layers, runner, sources, runner_closure, components)
     workload = WorkloadInfo(label=str(ctx.label), load_node=f"{ctx.label}#load",
                             resources=resources_data(attrs.resources))
@@ -327,8 +326,11 @@ def planned_packages(lock: lockfile.Lock) -> dict[str, Package]:
 
 
 def _sbom_components(lock: lockfile.Lock, installed: dict[str, Any], libraries: list[PyLibraryInfo],
-                     wheels: dict[str, dict], attrs: EnvironmentAttrs, layer_of: dict[str, str]) -> list[SbomComponent]:
-    """What the shipped image installs (the test runner's layer is not shipped), for its SBOM."""
+                     wheels: dict[str, dict]) -> list[SbomComponent]:
+    """What the shipped image installs (the test runner's layer is not shipped), for its SBOM.
+    Not which image layer holds each: that is the plan's choice, which another environment's
+    lock can change, and the SBOM would change (and be pushed again) with nothing installed
+    differently (`graphbuild layers` tells it)."""
     library_names = {lib.label: canonicalize_name(lock.libraries.get(lib.label, {}).get("name") or lib.name)
                      for lib in libraries}
     known = {n for group in lock.layers if group["label"] != TEST_RUNNER_GROUP for n in group["packages"]}
@@ -338,16 +340,15 @@ def _sbom_components(lock: lockfile.Lock, installed: dict[str, Any], libraries: 
         if group["label"] == TEST_RUNNER_GROUP:
             continue
         for package in group["packages"]:
-            layer = layer_of.get(package, "")
             value = installed[package].value
             entry = lock.packages[package]
             depends = tuple(d for d in lock.dependencies(package) if d in known)
             if "sha256" in value:
                 components.append(SbomComponent(name=package, version=value["version"], kind="pypi",
-                                                sha256=value["sha256"], layer=layer, depends_on=depends))
+                                                sha256=value["sha256"], depends_on=depends))
             else:  # built from its sdist: the wheel installed is that build
                 components.append(SbomComponent(
-                    name=package, version=value["version"], kind="pypi", wheel=value["wheel"], layer=layer,
+                    name=package, version=value["version"], kind="pypi", wheel=value["wheel"],
                     sdist_sha256=(entry.get("sdist") or {}).get("hashes", {}).get("sha256", ""), depends_on=depends))
     for library in libraries:
         locked = lock.libraries.get(library.label, {})
@@ -356,8 +357,7 @@ def _sbom_components(lock: lockfile.Lock, installed: dict[str, Any], libraries: 
             name=library_names[library.label], version=locked.get("version") or library.version or "",
             kind="git" if library.kind == "git" else "library", wheel=wheels[library.label]["wheel"],
             wheel_filename=wheels[library.label]["filename"], url=library.git.get("url", "") if library.git else "",
-            commit=locked.get("commit") or "", label=library.label,
-            layer=f"lib.{library.label.rsplit(':', 1)[-1]}", depends_on=depends))
+            commit=locked.get("commit") or "", label=library.label, depends_on=depends))
     return components
 
 

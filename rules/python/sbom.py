@@ -41,17 +41,16 @@ class SbomComponent:
     url: str = ""  # a git library's repository
     commit: str = ""
     label: str = ""  # a library's target
-    layer: str = ""  # the layer that installs it
     depends_on: tuple[str, ...] = field(default=())
 
     def as_input(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "kind": self.kind, "sha256": self.sha256,
                 "wheel": self.wheel, "wheel_filename": self.wheel_filename, "sdist_sha256": self.sdist_sha256,
-                "url": public_url(self.url), "commit": self.commit, "label": self.label, "layer": self.layer,
+                "url": public_url(self.url), "commit": self.commit, "label": self.label,
                 "depends_on": sorted(self.depends_on)}
 
 
-@executor("python.sbom", version=3)
+@executor("python.sbom", version=4)
 def write_sbom(ctx: ExecContext) -> dict[str, Any]:
     """Inputs: `name` (the image), `components` (`SbomComponent.as_input()` each), `created`."""
     document = render(ctx.inputs["name"], ctx.inputs["components"], ctx.inputs.get("created"))
@@ -81,7 +80,7 @@ def render(name: str, components: list[dict[str, Any]], created: str | None) -> 
         sha256 = entry["sha256"] or (Path(entry["wheel"]).name if entry.get("wheel") else "")
         if not sha256:
             raise ActionFailed(f"no wheel digest for {entry['name']} {entry['version']}")
-        properties = [Property(name="graphbuild:layer", value=entry["layer"])] if entry.get("layer") else []
+        properties = []
         if entry.get("sdist_sha256"):
             properties.append(Property(name="graphbuild:sdist-sha256", value=entry["sdist_sha256"]))
         if entry.get("label"):

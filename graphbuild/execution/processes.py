@@ -71,10 +71,7 @@ def run_process(args: Sequence[str] | str, *, cwd: Path | str | None = None, env
     secrets.
     """
     run = bound_run()
-    child_env = without_secrets(os.environ if env is None else env)
-    if run is not None:
-        run.watch_children()  # before the first child exists: none may start unwatched
-        child_env[RUN_ENV] = run.id
+    child_env = _child_env(run, env)
     child = subprocess.Popen(
         args, cwd=cwd, env=child_env, shell=shell, text=True,
         stdin=subprocess.PIPE if input is not None else _devnull(), stdout=subprocess.PIPE,
@@ -119,15 +116,23 @@ def start_process(args: Sequence[str], *, env: Mapping[str, str] | None = None) 
     kills it if graphbuild dies); its owner ends it by closing its stdin. It runs in `/`, so
     that it holds no scratch directory of a node."""
     run = bound_run()
-    child_env = without_secrets(os.environ if env is None else env)
-    if run is not None:
-        run.watch_children()
-        child_env[RUN_ENV] = run.id
+    child_env = _child_env(run, env)
     child = subprocess.Popen(args, cwd="/", env=child_env, text=True, stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
     if run is not None:
         run.record_group(child.pid)
     return child
+
+
+def _child_env(run: Run | None, env: Mapping[str, str] | None) -> dict[str, str]:
+    """A child's environment: `env` (graphbuild's own when None) without the CI's secrets,
+    with the run's id; the run's watchdog started before the first child exists (none may
+    start unwatched)."""
+    child_env = without_secrets(os.environ if env is None else env)
+    if run is not None:
+        run.watch_children()
+        child_env[RUN_ENV] = run.id
+    return child_env
 
 
 def _kill_group(pgid: int) -> None:

@@ -125,21 +125,23 @@ def _lock(session: Session, reporter: Reporter, labels: list[Label], nodes: dict
 
     outcomes: dict[str, NodeOutcome] = {}
     order: list[str] = []
+    analysis = session.analyze(labels, locking=True)
+    before = fingerprints(analysis)
     for _ in range(_LOCK_ROUNDS):
-        analysis = session.analyze(labels, locking=True)
         round_order = analysis.closure(labels, LOCK_PHASE)
-        before = fingerprints(analysis)
         outcomes.update(execute(session, reporter, analysis.nodes, round_order, [], LOCK_PHASE,
                                 options={"upgrade": upgrade}))
         nodes.update(analysis.nodes)
         order += [nid for nid in round_order if nid not in order]
         if not all(outcomes[nid].ok for nid in round_order):
             break
-        after = fingerprints(session.analyze(labels, locking=True))
+        # the analysis after this round's locks were written is the next round's
+        analysis = session.analyze(labels, locking=True)
+        after = fingerprints(analysis)
         moved = {nid.split("#", 1)[0] for nid in round_order if after.get(nid) != before.get(nid)}
         if not moved:
             break
-        labels = [label for label in labels if str(label) in moved]
+        labels, before = [label for label in labels if str(label) in moved], after
     return outcomes, order
 
 

@@ -53,8 +53,9 @@ def build_layer(ctx: ExecContext) -> dict[str, Any]:
     wheels_dir = ctx.scratch / "wheels"
     wheels_dir.mkdir()
     for _, entry in sorted(packages.items()):
-        if "url" in entry:
-            lines.append(f"{entry['name']} @ {entry['url']} --hash=sha256:{entry['sha256']}")
+        line = wheel_line(entry)
+        if line is not None:
+            lines.append(line)
         else:  # a wheel built by another node: its file name is its second output
             filename = Path(entry["filename"]).read_text().strip()
             local = wheels_dir / filename
@@ -62,8 +63,7 @@ def build_layer(ctx: ExecContext) -> dict[str, Any]:
             lines.append(str(local))
     staging = ctx.scratch / "staging"
     (ctx.scratch / "layer.txt").write_text("\n".join(lines) + "\n")
-    install = [*_INSTALL, "--target", str(staging), "--python-version", python, "--python-platform", platform,
-               "-r", str(ctx.scratch / "layer.txt")]
+    install = _install("copy", staging, python, platform, ctx.scratch / "layer.txt")
     # Locked wheels are immutable: uv's cache first, without asking the index whether they
     # changed (some proxies strip the cache headers that would tell uv); online if one is missing.
     if ctx.inputs.get("bytecode"):
@@ -95,10 +95,16 @@ def build_layer(ctx: ExecContext) -> dict[str, Any]:
     return {"sha256": sha, "entries": count, "packages": sorted(packages)}
 
 
-#: uv told which interpreter to run as (its own, any: the target's version and platform are
-#: given), so that it does not search PATH for one: 0.2 s of a 0.25 s single-package install.
-_INSTALL = ["pip", "install", "--no-deps", "--no-build", "--link-mode", "copy", "--no-compile", "--quiet",
-            "--python", sys.executable]
+def _install(link_mode: str, target: Path, python: str, platform: str, requirements: Path) -> list[str]:
+    """uv's arguments to install locked wheels into `target` for the image's Python and
+    platform. uv is told which interpreter to run as (its own, any: the target's version and
+    platform are given), so that it does not search PATH for one: 0.2 s of a 0.25 s install."""
+    return ["pip", "install", "--no-deps", "--no-build", "--link-mode", link_mode, "--no-compile", "--quiet",
+            "--python", sys.executable, "--target", str(target), "--python-version", python,
+            "--python-platform", platform, "-r", str(requirements)]
+
+
+
 _PREFETCHED: dict[tuple[str, ...], threading.Lock] = {}
 _MISSES: dict[tuple[str, ...], int] = {}
 _PREFETCH_GUARD = threading.Lock()
@@ -130,9 +136,7 @@ def _prefetch(ctx: ExecContext, python: str, platform: str) -> bool:
         work = ctx.scratch / "prefetch"
         work.mkdir()
         (work / "all.txt").write_text("\n".join(lines) + "\n")
-        proc = run_uv(["pip", "install", "--no-deps", "--no-build", "--link-mode", "hardlink", "--no-compile",
-                       "--quiet", "--python", sys.executable, "--target", str(work / "t"), "--python-version",
-                       python, "--python-platform", platform, "-r", str(work / "all.txt")], cwd=work)
+        proc = run_uv(_install("hardlink", work / "t", python, platform, work / "all.txt"), cwd=work)
         ctx.log(f"prefetched {len(lines)} wheels into uv's cache (exit {proc.returncode})\n" + proc.stderr[-2000:])
         shutil.rmtree(work, ignore_errors=True)
     finally:

@@ -120,7 +120,9 @@ def declare_image(ctx: RuleContext, attrs: Any, info: Any, base: BaseImageInfo, 
             reference.destination(attrs.push, ctx.workspace_root)
         except reference.InvalidReference as err:
             raise ctx.error(f"push: {err}", attr="push", hint=err.hint) from None
-        ctx.action("push", executor=push_image, kind="oci.push", phase="run", after=test_nodes,
+        # the tests gate the push (a failed one skips it) but are not what it pushes: their
+        # results hold timings and host names that differ on every run, so they are not keyed
+        ctx.action("push", executor=push_image, kind="oci.push", phase="run", waits_for=test_nodes,
                    inputs={"destination": ctx.located("push"), "manifest": image.output("manifest.json"),
                            "config": image.output("config.json"), "layers": [layer.blob for layer in shipped],
                            "sbom": sbom.output(SBOM_OUTPUT), "title": name, "architecture": base.architecture})

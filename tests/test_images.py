@@ -303,13 +303,15 @@ def _tool(name: str) -> str:
 
 def test_the_oci_layout_and_the_pushed_image_check_out_with_skopeo_and_umoci(pushed, tmp_path):
     skopeo, umoci = _tool("skopeo"), _tool("umoci")
-    _, prefix, result = pushed
+    ws, prefix, result = pushed
     found = nodes(result)
     digest = found[f"{A}#image"]["metadata"]["digest"]
     load = found[f"{A}#load"]
     assert load["status"] == "ran"
     assert load["metadata"]["digest"] == digest
-    layout = Path(load["metadata"]["layout"])
+    # relative to the cache directory: metadata names no place of this machine
+    assert load["metadata"]["layout"] == f"state/oci-images/{digest.removeprefix('sha256:')}"
+    layout = ws.cache / load["metadata"]["layout"]
     assert json.loads((layout / "oci-layout").read_text())["imageLayoutVersion"] == "1.0.0"
     index = json.loads((layout / "index.json").read_text())
     assert [m["digest"] for m in index["manifests"]] == [digest]

@@ -67,7 +67,7 @@ def test_gc_and_clean_leave_no_dangling_image_layout(tmp_path):
     layouts = _layouts(ws.cache)
     # one layout per image, in the rule's state directory; none beside the blob store
     assert [p.name for p in layouts] == sorted(m["digest"][7:] for m in loads.values())
-    assert {Path(m["layout"]) for m in loads.values()} == set(layouts)
+    assert {ws.cache / m["layout"] for m in loads.values()} == set(layouts)  # (relative to the cache)
     assert not (ws.cache / "images").exists() and not (ws.cache / "push-locations.json").exists()
     assert json.loads((ws.cache / "state" / "oci-push" / "locations.json").read_text())  # the push landed
     for layout in layouts:

@@ -205,8 +205,9 @@ class RuleContext:
 
         `unkeyed` values reach the executor but not the key: only for what cannot change the
         result (where it runs). Outputs they reference still run first, and so do `waits_for`
-        nodes (ordering only: their results are not part of the key). `reports` names the
-        outputs that are JUnit XML test reports (`--junit-dir` collects them)."""
+        nodes (ordering only: their results are not part of the key, but one that fails still
+        skips this node). `reports` names the outputs that are JUnit XML test reports
+        (`--junit-dir` collects them)."""
         node_id = f"{self.label}#{name}"
         self._check_outputs(name, outputs)
         if not_declared := [r for r in reports if r not in outputs]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -32,8 +33,6 @@ def docker_client() -> Any:
 
 
 def _docker_host() -> str:
-    import os
-
     return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
 
 
@@ -100,13 +99,17 @@ def image_tags(repository: str, manifest_digest: str) -> list[str]:
     return [f"{repository}:{manifest_digest.removeprefix('sha256:')[:12]}", f"{repository}:latest"]
 
 
-@executor("docker.load", version=3, cacheable=False)
+@executor("docker.load", version=4, cacheable=False)
 def load_image(ctx: ExecContext) -> dict[str, Any]:
     """Inputs: `config`, `layers` (all, base first: the uncompressed tars, which the engine takes
     without decompressing them; a layer pulled compressed as it is), `index`, `repository`;
     unkeyed: `blobs` (what the manifest lists, present for the layout). Loads the image unless
     the engine has it already, then tags it REPOSITORY:<digest prefix> and REPOSITORY:latest;
-    also (re)writes the image's OCI layout in the cache."""
+    also (re)writes the image's OCI layout in the cache.
+
+    Its metadata says what was loaded, never where or how: `layout` is relative to the cache
+    directory, and whether the engine already had the image goes in the summary (metadata is
+    part of the output digest that dependents key on: it must not vary with the machine)."""
     config = Path(ctx.inputs["config"])
     layers = [Path(p) for p in ctx.inputs["layers"]]
     index = Path(ctx.inputs["index"]).read_bytes()
@@ -119,5 +122,5 @@ def load_image(ctx: ExecContext) -> dict[str, Any]:
     tags = image_tags(ctx.inputs["repository"], digest)
     _, loaded = ensure_loaded(docker_client(), config, layers, tags)
     ctx.summarize(f"{'loaded' if loaded else 'already in the engine:'} {tags[0]}")
-    return {"image_id": image_id, "digest": digest, "tags": tags, "loaded": loaded,
-            "layout": str(layout) if layout else None}
+    return {"image_id": image_id, "digest": digest, "tags": tags,
+            "layout": os.path.relpath(layout, Path(ctx.blob_root).parent) if layout and ctx.blob_root else None}

@@ -32,6 +32,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q -e '.[test]' >&2
   touch "$stamp"
 fi
+# the bytecode a regular (non-editable) install would have written: every command starts
+# faster, even where PYTHONDONTWRITEBYTECODE is set (0.1 s of each start otherwise)
+.venv/bin/python -m compileall -q -j 0 graphbuild rules cache >/dev/null 2>&1 || true
 
 # gitlab-ci-local runs generated GitLab pipelines locally in the tests (4.70 runs on Node 20)
 if ! command -v gitlab-ci-local >/dev/null || [ "$(gitlab-ci-local --version 2>/dev/null)" != "4.70.0" ]; then

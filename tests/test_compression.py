@@ -198,7 +198,9 @@ def test_the_sbom_is_valid_cyclonedx_deterministic_and_names_what_it_lists(tmp_p
     assert git["purl"].startswith("pkg:generic/research-tools@0.1.0?vcs_url=")
     assert "c" * 40 in git["purl"] and "pw" not in text and "me:" not in text
     assert git["hashes"] == [{"alg": "SHA-256", "content": "3" * 64}]
-    assert {"ref": "pkg:pypi/attrs@23.2.0", "dependsOn": ["pkg:pypi/six@1.16.0"]} in document["dependencies"]
+    assert {"ref": "attrs", "dependsOn": ["six"]} in document["dependencies"]
+    # the image depends on what nothing else depends on (six is reached through attrs)
+    assert {"ref": "image:envs/research", "dependsOn": ["attrs", "research-tools"]} in document["dependencies"]
     assert document["metadata"]["component"] == {"bom-ref": "image:envs/research", "name": "envs/research",
                                                  "type": "container"}
     assert document["metadata"]["timestamp"].startswith("1970-01-01")
@@ -206,6 +208,23 @@ def test_the_sbom_is_valid_cyclonedx_deterministic_and_names_what_it_lists(tmp_p
     other = _render([*_components(), SbomComponent(name="idna", version="3.6", kind="pypi", sha256="4" * 64)],
                     tmp_path)
     assert other["serialNumber"] != document["serialNumber"]  # a serial number per content
+
+
+def test_every_distribution_of_the_sbom_is_reached_from_the_image_even_in_a_dependency_cycle(tmp_path):
+    cycle = [SbomComponent(name="a", version="1", kind="pypi", sha256="1" * 64, depends_on=("b",)),
+             SbomComponent(name="b", version="1", kind="pypi", sha256="2" * 64, depends_on=("a", "b")),
+             SbomComponent(name="c", version="1", kind="pypi", sha256="3" * 64, depends_on=("d",)),
+             SbomComponent(name="d", version="1", kind="pypi", sha256="4" * 64)]
+    document = _render(cycle, tmp_path)
+    edges = {d["ref"]: d.get("dependsOn", []) for d in document["dependencies"]}
+    reached, stack = set(), ["image:envs/research"]
+    while stack:
+        ref = stack.pop()
+        if ref not in reached:
+            reached.add(ref)
+            stack.extend(edges.get(ref, []))
+    assert reached == {"image:envs/research", "a", "b", "c", "d"}
+    assert edges["image:envs/research"] == ["a", "c"]  # c's dependency d is not repeated there
 
 
 # 4. the referrers API, where a registry has one (Distribution 2.8 here has not: see test_shipping)

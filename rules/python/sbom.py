@@ -50,7 +50,7 @@ class SbomComponent:
                 "depends_on": sorted(self.depends_on)}
 
 
-@executor("python.sbom", version=4)
+@executor("python.sbom", version=5)
 def write_sbom(ctx: ExecContext) -> dict[str, Any]:
     """Inputs: `name` (the image), `components` (`SbomComponent.as_input()` each), `created`."""
     document = render(ctx.inputs["name"], ctx.inputs["components"], ctx.inputs.get("created"))
@@ -93,7 +93,7 @@ def render(name: str, components: list[dict[str, Any]], created: str | None) -> 
             properties=properties, external_references=_references(entry))
         bom.components.add(component)
         by_name[entry["name"]] = component
-    bom.register_dependency(image, list(by_name.values()))
+    bom.register_dependency(image, [by_name[n] for n in _tops(components)])
     for entry in components:
         needed = [by_name[n] for n in entry.get("depends_on", []) if n in by_name]
         if needed:
@@ -101,6 +101,28 @@ def render(name: str, components: list[dict[str, Any]], created: str | None) -> 
     # compact: the document is pushed beside the image after every change of what it lists,
     # and indentation made a third of its bytes
     return json.dumps(json.loads(JsonV1Dot6(bom).output_as_string()), separators=(",", ":")) + "\n"
+
+
+def _tops(components: list[dict[str, Any]]) -> list[str]:
+    """What the image itself depends on: the distributions nothing else in it depends on, then
+    one of each cycle left unreached, so that every distribution is reached from the image
+    (listing all of them there made a tenth of the document)."""
+    edges = {c["name"]: [n for n in c.get("depends_on", []) if n != c["name"]] for c in components}
+    needed = {n for targets in edges.values() for n in targets}
+    tops = sorted(n for n in edges if n not in needed)
+    reached: set[str] = set()
+    for name in [*tops, *sorted(edges)]:
+        if name in reached:
+            continue
+        if name not in tops:
+            tops.append(name)  # in a cycle that nothing outside it depends on
+        stack = [name]
+        while stack:
+            current = stack.pop()
+            if current not in reached:
+                reached.add(current)
+                stack.extend(n for n in edges.get(current, []) if n in edges)
+    return tops
 
 
 def _with_version(entry: dict[str, Any]) -> dict[str, Any]:
@@ -130,9 +152,10 @@ def _purl(entry: dict[str, Any]) -> Any:
 
 
 def _ref(entry: dict[str, Any]) -> str:
-    if entry["kind"] == "pypi":
-        return f"pkg:pypi/{entry['name']}@{entry['version']}"
-    return f"library:{entry.get('label') or entry['name']}"
+    """The distribution's name: one copy of each in an environment, so unique in the document
+    (the image's own is `image:<name>`, and a distribution name has no colon). The PURL says the
+    rest; a PURL as the reference is repeated in every dependency that names it."""
+    return str(entry["name"])
 
 
 def _references(entry: dict[str, Any]) -> list[Any]:

@@ -20,9 +20,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-import networkx
-
 from graphbuild.errors import UsageError, did_you_mean
+from graphbuild.graph import DiGraph
 
 __all__ = ["evaluate"]
 
@@ -234,13 +233,13 @@ class _Parser:
 # ---------------------------------------------------------------- evaluation
 
 
-def evaluate(expr: str, graph: networkx.DiGraph, resolve: Resolver) -> set[str]:
+def evaluate(expr: str, graph: DiGraph, resolve: Resolver) -> set[str]:
     """The set of labels `expr` denotes in `graph`; `resolve` expands each target pattern word."""
     return _Evaluator(graph, resolve).run(_Parser(expr).parse())
 
 
 class _Evaluator:
-    def __init__(self, graph: networkx.DiGraph, resolve: Resolver):
+    def __init__(self, graph: DiGraph, resolve: Resolver):
         self.graph = graph
         self.resolve = resolve
 

@@ -3,7 +3,7 @@
 A verb is declared with `Verb(name, help, configure, run)`. Declaring one costs nothing: this
 module imports only the standard library, and a verb's `run` may be given as a string
 `"package.module:function"` that is imported only when the verb runs, so `graphbuild --help`
-never imports what a verb needs to run (pydantic, networkx, the analysis floor...).
+never imports what a verb needs to run (pydantic, the analysis floor...).
 
 Where verbs come from (see `graphbuild.cli.registry`):
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import networkx
 import pytest
 
 from graphbuild.errors import UsageError
+from graphbuild.graph import DiGraph
 from graphbuild.query import evaluate
 
 #   //envs:prod -> //app:bin -> //lib:core -> //lib:base
@@ -33,11 +33,12 @@ ALL = set(KINDS)
 LIB = {"//lib:core", "//lib:util", "//lib:base"}
 
 
-def make_graph() -> networkx.DiGraph:
-    graph = networkx.DiGraph()
+def make_graph() -> DiGraph:
+    graph = DiGraph()
     for label, kind in KINDS.items():
         graph.add_node(label, kind=kind)
-    graph.add_edges_from(EDGES)
+    for source, target in EDGES:
+        graph.add_edge(source, target)
     return graph
 
 

@@ -1,1 +1,1 @@
-"""Analysis: targets -> typed nodes with named inputs, in a networkx graph. No execution, no output."""
+"""Analysis: targets -> typed nodes with named inputs, in a directed graph. No execution, no output."""

@@ -6,10 +6,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import networkx as nx
-
 from graphbuild.analysis.context import RuleContext, _TargetKind
 from graphbuild.errors import GraphbuildError, SpecError, raise_collected
+from graphbuild.graph import DiGraph
 from graphbuild.labels import Label
 from graphbuild.loading.closure import load_closure
 from graphbuild.loading.loader import Loader, Target
@@ -23,9 +22,9 @@ class Analysis:
 
     requested: list[Label]
     targets: dict[Label, Target]
-    target_graph: nx.DiGraph  # label str -> dependency label str; edges carry attr and location
+    target_graph: DiGraph  # label str -> dependency label str; edges carry attr and location
     nodes: dict[str, Node]
-    action_graph: nx.DiGraph  # node id -> node id it depends on
+    action_graph: DiGraph  # node id -> node id it depends on
     target_nodes: dict[Label, list[str]]
     providers: dict[Label, dict[type, Provider]] = field(default_factory=dict)
 
@@ -41,8 +40,7 @@ class Analysis:
             if nid not in wanted:
                 wanted.add(nid)
                 stack.extend(self.nodes[nid].deps)
-        sub = self.action_graph.subgraph(wanted)
-        return list(reversed(list(nx.topological_sort(sub))))
+        return list(reversed(self.action_graph.topological_order(wanted)))
 
 
 class Analyzer:
@@ -65,9 +63,9 @@ class Analyzer:
 
     def analyze(self, requested: list[Label]) -> Analysis:
         targets, graph = load_closure(self.loader, requested)
-        # loading order is deterministic, so is networkx's order over it
-        order = list(reversed(list(nx.topological_sort(graph))))
-        analysis = Analysis(requested, targets, graph, {}, nx.DiGraph(), {})
+        # loading order is deterministic, so is the order over it
+        order = list(reversed(graph.topological_order()))
+        analysis = Analysis(requested, targets, graph, {}, DiGraph(), {})
         errors: list[GraphbuildError] = []
         failed: set[str] = set()
         for label_text in order:
@@ -89,8 +87,7 @@ class Analyzer:
                 if dep not in analysis.nodes:
                     raise SpecError(f"node {node.id} depends on unknown node {dep}", location=node.locations.get(dep))
                 analysis.action_graph.add_edge(node.id, dep)
-        if not nx.is_directed_acyclic_graph(analysis.action_graph):  # a rule wired its own nodes in a loop
-            cycle = nx.find_cycle(analysis.action_graph)
+        if cycle := analysis.action_graph.find_cycle():  # a rule wired its own nodes in a loop
             raise SpecError("action cycle: " + " -> ".join(a for a, _ in cycle) + f" -> {cycle[0][0]}")
         return analysis
 

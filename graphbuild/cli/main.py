@@ -1,7 +1,7 @@
 """Entry point of the `graphbuild` command: parse, run the verb, render its report.
 
 Start-up is kept small: the parser is built from verb declarations (argparse only), and a
-verb's machinery (the loader, analysis, pydantic, networkx) is imported only once it runs.
+verb's machinery (the loader, analysis, pydantic) is imported only once it runs.
 """
 
 from __future__ import annotations

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import networkx as nx
-
 from graphbuild.errors import GraphbuildError, Location, SpecError, raise_collected
+from graphbuild.graph import DiGraph
 from graphbuild.labels import Label
 from graphbuild.loading.loader import Loader, Target
 
 
-def load_closure(loader: Loader, requested: list[Label]) -> tuple[dict[Label, Target], nx.DiGraph]:
+def load_closure(loader: Loader, requested: list[Label]) -> tuple[dict[Label, Target], DiGraph]:
     """The requested targets and every target they depend on, loaded, with the graph of their
     dependencies (edges carry the attribute and its location); every loading error at once, and
     a dependency cycle as a spec error naming each edge."""
-    graph = nx.DiGraph()
+    graph = DiGraph()
     targets: dict[Label, Target] = {}
     stack: list[tuple[Label, Location | None]] = [(lab, None) for lab in reversed(requested)]
     errors: list[GraphbuildError] = []
@@ -39,12 +38,9 @@ def load_closure(loader: Loader, requested: list[Label]) -> tuple[dict[Label, Ta
     return targets, graph
 
 
-def _check_cycles(graph: nx.DiGraph) -> None:
-    if nx.is_directed_acyclic_graph(graph):  # fast; find_cycle is only worth it when there is one
-        return
-    try:
-        cycle = nx.find_cycle(graph)
-    except nx.NetworkXNoCycle:
+def _check_cycles(graph: DiGraph) -> None:
+    cycle = graph.find_cycle()
+    if cycle is None:
         return
     lines = []
     for src, dst in cycle:

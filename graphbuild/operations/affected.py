@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import networkx as nx
-
 from graphbuild.analysis.analyzer import Analysis, Analyzer
 from graphbuild.analysis.fingerprint import fingerprints
 from graphbuild.errors import EXIT_OK, GraphbuildError, SpecError, UsageError
@@ -72,7 +70,7 @@ def affected(session: Session, patterns: list[str], since: str) -> AffectedRepor
         touched = {str(current.nodes[nid].label) for nid in changed}
         graph = current.target_graph
         labels = [lab for lab in current_labels
-                  if ({str(lab)} | nx.descendants(graph, str(lab))) & touched]
+                  if ({str(lab)} | graph.descendants(str(lab))) & touched]
     else:
         labels = [lab for lab in current_labels if _needs(current, lab) & changed]
     return AffectedReport(since, tuple(labels), tuple(sorted(changed)))

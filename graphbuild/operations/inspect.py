@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import networkx as nx
-
 from graphbuild.errors import EXIT_OK
+from graphbuild.graph import DiGraph
 from graphbuild.labels import Label
 from graphbuild.loading.closure import load_closure
 from graphbuild.nodes import Node
@@ -41,7 +40,7 @@ def query(session: Session, expr: str) -> QueryReport:
 
     # The first pass only learns which targets the expression names; the second runs over
     # the dependency closure of those.
-    evaluate(expr, nx.DiGraph(), resolve)
+    evaluate(expr, DiGraph(), resolve)
     _, graph = load_closure(session.loader, list(dict.fromkeys(lab for labels in named.values() for lab in labels)))
     result = sorted(evaluate(expr, graph, resolve))
     return QueryReport(expr, tuple((lab, graph.nodes[lab].get("kind")) for lab in result))

@@ -26,9 +26,8 @@ import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import networkx as nx
-
 from graphbuild.errors import EXIT_OK
+from graphbuild.graph import DiGraph
 from graphbuild.labels import Label
 from graphbuild.operations import REMOTE_ENV
 
@@ -124,7 +123,7 @@ def gitlab_pipeline(session: Session, labels: list[Label], args: argparse.Namesp
         affected = set(labels)
         with_nodes = [lab for lab in with_nodes if lab in affected]
     job_of = {lab: _job_name(lab) for lab in with_nodes}
-    graph: nx.DiGraph = analysis.target_graph
+    graph = analysis.target_graph
     pushers: list[str] = []
     test_jobs: list[str] = []
     for label in sorted(with_nodes, key=str):
@@ -160,7 +159,7 @@ def _pinned(text: str) -> str:
     return getattr(importlib.import_module(module), name)(text)
 
 
-def _nearest_with_jobs(graph: nx.DiGraph, label: Label, job_of: dict[Label, str]) -> set[Label]:
+def _nearest_with_jobs(graph: DiGraph, label: Label, job_of: dict[Label, str]) -> set[Label]:
     """The closest dependencies that have jobs (through targets that have none, like py_layer)."""
     found: set[Label] = set()
     stack = list(graph.successors(str(label)))

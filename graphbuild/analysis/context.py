@@ -44,10 +44,20 @@ def _label_as_text(value: Any) -> Any:
     return str(value) if isinstance(value, Label) else value
 
 
+@dataclass(frozen=True)
+class DeclaredTarget:
+    """A target declared somewhere in the workspace, as its BUILD.envs wrote it (not analysed)."""
+
+    label: Label
+    attrs: Attrs
+    location: Location
+
+
 class RuleContext:
     def __init__(self, target: Target, providers: Mapping[Label, Mapping[type, Provider]],
                  workspace_root: Path, digest_file: Callable[[Path], str], *, locking: bool = False,
-                 real_roots: Sequence[Path] = (), real_dirs: dict[str, str] | None = None):
+                 real_roots: Sequence[Path] = (), real_dirs: dict[str, str] | None = None,
+                 declared: Callable[[str], tuple[DeclaredTarget, ...]] | None = None):
         self.target = target
         #: True while `graphbuild lock` analyses: lock files may be missing or stale, since
         #: the lock nodes are about to rewrite them.
@@ -61,6 +71,7 @@ class RuleContext:
         self._real_roots = tuple(str(r).rstrip("/") for r in (real_roots or (workspace_root.resolve(),)))
         #: directory -> its real path, shared by one analysis (never across commands: links change)
         self._real_dirs = real_dirs if real_dirs is not None else {}
+        self._declared = declared
         self.nodes: list[Node] = []
 
     # -- what the target is ---------------------------------------------------------------
@@ -108,6 +119,17 @@ class RuleContext:
     def _kind_of(self, label: Label) -> str:
         info = self._providers[label].get(_TargetKind)
         return info.rule if isinstance(info, _TargetKind) else "?"
+
+    def workspace_targets(self, rule: str) -> tuple[DeclaredTarget, ...]:
+        """Every target of rule `rule` declared in the workspace: in the packages `//...` names
+        (the directories graphbuild.toml ignores left out), sorted by label, this target among
+        them. A package whose BUILD.envs does not load is left out, not an error here (it is
+        one where that package is asked for). What they declare, not what they provide: no
+        dependency on them is made, and reading their files is up to the rule (`file(...,
+        within="workspace")`)."""
+        if self._declared is None:
+            return ()
+        return self._declared(rule)
 
     # -- files ------------------------------------------------------------------------------
 

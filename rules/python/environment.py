@@ -18,6 +18,7 @@ from graphbuild.api import (
     Attrs,
     DefaultInfo,
     Field,
+    FileRef,
     LabelAttr,
     Located,
     Location,
@@ -51,6 +52,7 @@ from graphbuild.rules.python.requirements import canonicalize_name, name_of
 from graphbuild.rules.python.sbom import SbomComponent
 from graphbuild.rules.python.wheels import wheel_from_git, wheel_from_sdist
 from graphbuild.rules.python.workload import WorkloadInfo, resources_data
+from graphbuild.rules.python.workspace_locks import EnvironmentLock, cached_plan, workspace_locks
 
 
 class EnvironmentAttrs(Attrs):
@@ -181,9 +183,9 @@ def environment(ctx: RuleContext, attrs: EnvironmentAttrs) -> list[Provider]:
             f"pkg.{package}", executor=build_layer, outputs=LAYER_OUTPUTS, kind="python.package",
             inputs={**common, f"pkg:{package}": value}, unkeyed={"prefetch": prefetch},
             description=f"package {package} of {ctx.label}")
-    plan = _plan(ctx, attrs, lock, name, libraries)
+    plan = _plan(ctx, attrs, lock, lock_file)
     layer_names = ["layer.venv"]
-    for planned in plan.of(ctx.label.name):
+    for planned in plan.of(str(ctx.label)):
         layer_names.append(planned.name)
         layers.append(_layer_node(ctx, planned.name, list(planned.packages), package_nodes))
     runner_packages = next((g["packages"] for g in lock.layers if g["label"] == TEST_RUNNER_GROUP), [])
@@ -212,13 +214,13 @@ def environment(ctx: RuleContext, attrs: EnvironmentAttrs) -> list[Provider]:
         packages={n: {"version": p.get("version", ""), "sha256": _wheel_sha(p, attrs)}
                   for n, p in lock.packages.items()},
         closures=closures, installed=installed, wheels=wheels, library_deps=_library_deps(libraries, lock),
-        layer_plan=tuple(_describe(plan, ctx.label.name, lock, package_nodes)), max_layers=attrs.max_layers,
+        layer_plan=tuple(_describe(plan, str(ctx.label), lock, package_nodes)), max_layers=attrs.max_layers,
     )
     if attrs.base is None:
         return [info, forkable, DefaultInfo()]
     base = ctx.provider(attrs.base, BaseImageInfo, attr="base")
     runner_closure = lock.closure([name_of(r) for r in attrs.test_runner])
-    layer_of = {p: planned.name for planned in plan.of(ctx.label.name) for p in planned.packages}
+    layer_of = {p: planned.name for planned in plan.of(str(ctx.label)) for p in planned.packages}
     components = _sbom_components(lock, installed, libraries, wheels, attrs, layer_of)
     image = declare_image(ctx, attrs, info, base, layers, runner, sources, runner_closure, components)
     workload = WorkloadInfo(label=str(ctx.label), load_node=f"{ctx.label}#load",
@@ -251,33 +253,17 @@ def _describe(plan: Plan, env: str, lock: lockfile.Lock, package_nodes: dict[str
     return described
 
 
-#: Parsed locks by content digest: every environment of a package plans with all their locks.
-_PARSED: dict[str, lockfile.Lock | None] = {}
+def _plan(ctx: RuleContext, attrs: EnvironmentAttrs, lock: lockfile.Lock, lock_file: FileRef) -> Plan:
+    """The layer plan of every environment of the workspace (this one with its lock as read;
+    see `workspace_locks.py` for which others, and why a broken one is left out)."""
+    own = EnvironmentLock(str(ctx.label), lock_file.path, lock_file.digest, lock, attrs.max_layers)
+    return cached_plan(workspace_locks(ctx, own), _make_plan)
 
 
-def _plan(ctx: RuleContext, attrs: EnvironmentAttrs, lock: lockfile.Lock, name: str,
-          libraries: list[PyLibraryInfo]) -> Plan:
-    """The layer plan of every environment whose lock lives in this package (this one with its
-    lock as read). A lock that does not parse is left out of the plan (its own environment
-    reports it)."""
-    plan_input: dict[str, dict[str, Package]] = {ctx.label.name: planned_packages(lock)}
-    reserved = {ctx.label.name: 1 + len(libraries)}
-    directory = ctx.workspace_root / ctx.package
-    for path in sorted(directory.glob("pylock.*.toml")):
-        env = path.name.removeprefix("pylock.").removesuffix(".toml")
-        if path.name == name or not env:
-            continue
-        ref = ctx.file(path.name)
-        if ref.digest not in _PARSED:
-            try:
-                _PARSED[ref.digest] = lockfile.parse(path.read_text())
-            except (lockfile.LockInvalid, OSError, UnicodeDecodeError):
-                _PARSED[ref.digest] = None
-        other = _PARSED[ref.digest]
-        if other is not None:
-            plan_input[env] = planned_packages(other)
-            reserved[env] = 1 + len(other.libraries)
-    return plan_layers(plan_input, max_layers=attrs.max_layers, reserved=reserved)
+def _make_plan(locks: list[EnvironmentLock]) -> Plan:
+    return plan_layers({entry.label: planned_packages(entry.lock) for entry in locks},
+                       reserved={entry.label: entry.reserved for entry in locks},
+                       caps={entry.label: entry.max_layers for entry in locks})
 
 
 def planned_packages(lock: lockfile.Lock) -> dict[str, Package]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import parse_wheel_filename
@@ -45,9 +46,15 @@ def supported_tags(python: str, platform: str) -> list[Tag]:
     return [*cpython_tags(version, platforms=platforms), *compatible_tags(version, interpreter, platforms)]
 
 
+@lru_cache(maxsize=64)
+def _ranking(python: str, platform: str) -> dict[Tag, int]:
+    # a few milliseconds to make, asked for every locked package of every environment planned
+    return {tag: i for i, tag in enumerate(supported_tags(python, platform))}
+
+
 def best_wheel(wheels: list[dict], python: str, platform: str) -> dict | None:
     """The locked wheel entry the target interpreter prefers, or None (build from the sdist)."""
-    ranking = {tag: i for i, tag in enumerate(supported_tags(python, platform))}
+    ranking = _ranking(python, platform)
     best, best_rank = None, len(ranking)
     for wheel in wheels:
         filename = wheel.get("name") or wheel["url"].rsplit("/", 1)[-1]

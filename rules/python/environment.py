@@ -91,7 +91,7 @@ class EnvironmentAttrs(Attrs):
                                "requirement on pandas).")
     max_layers: int = Field(default=DEFAULT_MAX_LAYERS, ge=2, le=120, description="The most layers the image "
                             "has of its own (the base's not counted): packages are planned into at most this many "
-                            "layers, with the environment's other locks in its package (`graphbuild layers`).")
+                            "layers, planned with every environment of the workspace (`graphbuild layers`).")
     test_user: str = Field(default=DEFAULT_TEST_USER, description="Who the tests run as: UID:GID (default "
                            "65534:65534, nobody, no capabilities), or \"root\" for tests that need it (uid 0 with the "
                            "engine's default capabilities).")

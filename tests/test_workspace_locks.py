@@ -148,3 +148,16 @@ def test_the_workspace_is_loaded_once_per_analysis_and_each_lock_parsed_once(ws,
     # five times by this test's `own` (the rule parses its own lock as it reads it)
     assert len(parses) == 5 + 5
     assert all(plan is plans[0] for plan in plans)  # one plan for all five
+
+
+def test_the_text_report_names_a_few_sharing_environments_and_json_all():
+    from graphbuild.rules.python.layers_report import layers_text
+
+    envs = [f"//team{i:02d}:prod" for i in range(54)]
+    layer = {"position": 1, "name": "pkg.six", "environments": envs, "wheel_size": None, "chain_shared": True,
+             "packages": [{"name": "six", "version": "1.16.0"}], "why": "its own layer"}
+    text = layers_text({"environment": envs[0], "layers": [layer], "own_layers": 2, "max_layers": 40,
+                        "other_layers": ["layer.venv"]})
+    assert "shared by 54: //team00:prod, //team01:prod, //team02:prod, //team03:prod, //team04:prod and 49 more" \
+        in text
+    assert "//team05:prod" not in text

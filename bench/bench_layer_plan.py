@@ -2,12 +2,14 @@
 
     .venv/bin/python bench/bench_layer_plan.py [--synthetic 20 200]
 
-For the example workspace's locks (envs/pylock.*.toml) and synthetic workspaces (the planner
-tests' generator), every (environment, package) pair is changed in turn, as a pin change
-would (a new wheel of that package in that one environment), and the plan made again. It
-counts, per change, the layers of the other environments whose content changed (a layer's
-digest changes exactly when its packages do), and the layers of the changed environment
-itself. Pure logic: no build, no Docker.
+For the repository workspace's locks (every environment, planned together as analysis plans
+them: //envs:* and the root's //:ci, by label) and synthetic workspaces (the planner tests'
+generator), every (environment, package) pair is changed in turn, as a pin change would (a
+new wheel of that package in that one environment), and the plan made again. It counts, per
+change, the layers of the other environments whose content changed (a layer's digest changes
+exactly when its packages do), those among them in *another package* than the changed
+environment's, and the layers of the changed environment itself. Pure logic: no build, no
+Docker.
 """
 
 from __future__ import annotations
@@ -28,12 +30,17 @@ from graphbuild.rules.python.layer_plan import Package, plan_layers  # noqa: E40
 
 def example_envs() -> tuple[dict[str, dict[str, Package]], dict[str, int]]:
     envs, reserved = {}, {}
-    for path in sorted((REPO / "envs").glob("pylock.*.toml")):
-        lock = lockfile.parse(path.read_text())
-        name = path.name.removeprefix("pylock.").removesuffix(".toml")
-        envs[name] = planned_packages(lock)
-        reserved[name] = 1 + len(lock.libraries)
+    for package, directory in (("envs", REPO / "envs"), ("", REPO)):
+        for path in sorted(directory.glob("pylock.*.toml")):
+            lock = lockfile.parse(path.read_text())
+            label = f"//{package}:" + path.name.removeprefix("pylock.").removesuffix(".toml")
+            envs[label] = planned_packages(lock)
+            reserved[label] = 1 + len(lock.spec.get("libraries", []))
     return envs, reserved
+
+
+def package_of(env: str) -> str:
+    return env.partition(":")[0] if env.startswith("//") else ""
 
 
 def measure(title: str, envs: dict[str, dict[str, Package]], reserved: dict[str, int]) -> None:
@@ -41,7 +48,7 @@ def measure(title: str, envs: dict[str, dict[str, Package]], reserved: dict[str,
     before = plan_layers(envs, reserved=reserved)
     seconds = time.perf_counter() - started
     layer_sets = {env: {layer.idents for layer in before.of(env)} for env in envs}
-    others, own = [], []
+    others, other_packages, own = [], [], []
     pairs = [(env, name) for env in sorted(envs) for name in sorted(envs[env])]
     if len(pairs) > 400:  # a sample, evenly spread, for the big workspaces
         pairs = pairs[:: len(pairs) // 400]
@@ -52,6 +59,7 @@ def measure(title: str, envs: dict[str, dict[str, Package]], reserved: dict[str,
         after = plan_layers(changed, reserved=reserved)
         moved = {e: len({layer.idents for layer in after.of(e)} - layer_sets[e]) for e in envs}
         others.append(sum(v for e, v in moved.items() if e != env))
+        other_packages.append(sum(v for e, v in moved.items() if package_of(e) != package_of(env)))
         own.append(moved[env])
     counts = [len(before.of(e)) + reserved.get(e, 0) for e in envs]
     print(f"{title}: {len(envs)} environments, {len({p.ident for e in envs.values() for p in e.values()})} distinct "
@@ -60,6 +68,10 @@ def measure(title: str, envs: dict[str, dict[str, Package]], reserved: dict[str,
     print(f"  one pin change ({len(pairs)} tried): layers of OTHER environments that change: median "
           f"{statistics.median(others)}, mean {statistics.mean(others):.2f}, max {max(others)}; "
           f"{sum(1 for o in others if o == 0)} of {len(others)} changes move none")
+    if any(package_of(e) != package_of(next(iter(envs))) for e in envs):
+        print(f"  of those, layers of environments of ANOTHER package: median {statistics.median(other_packages)}, "
+              f"max {max(other_packages)}; {sum(1 for o in other_packages if o == 0)} of {len(other_packages)} "
+              "changes move none")
     print(f"  layers of the changed environment that change: median {statistics.median(own)}, max {max(own)}")
 
 
@@ -68,7 +80,7 @@ def main() -> None:
     parser.add_argument("--synthetic", type=int, nargs="*", default=[20, 200])
     args = parser.parse_args()
     envs, reserved = example_envs()
-    measure("example workspace (envs/)", envs, reserved)
+    measure("repository workspace (//envs:*, //:ci)", envs, reserved)
     from test_layer_plan import workspace
 
     for count in args.synthetic:

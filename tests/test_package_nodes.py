@@ -72,12 +72,12 @@ def test_layers_shows_the_plan_most_shared_first_with_the_environments_and_why(w
     assert [len(layer["environments"]) for layer in layers] == sorted(
         (len(layer["environments"]) for layer in layers), reverse=True)
     by_package = {p["name"]: layer for layer in layers for p in layer["packages"]}
-    assert by_package["six"]["environments"] == ["dev", "prod"]
-    assert by_package["idna"]["environments"] == ["dev"]
+    assert by_package["six"]["environments"] == [DEV, PROD]
+    assert by_package["idna"]["environments"] == [DEV]
     assert "named by a requirement" in by_package["idna"]["why"]
     assert all(layer["chain_shared"] for layer in layers)
     text = ok(ws.gb("layers", DEV)).stdout
-    assert "shared by 2: dev, prod" in text and "why:" in text
+    assert f"shared by 2: {DEV}, {PROD}" in text and "why:" in text
     # a target that is not an environment: a clear error, exit 2
     bad = ws.gb("layers", "//libs/mylib")
     assert bad.exit_code == 2

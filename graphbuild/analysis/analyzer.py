@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from graphbuild.analysis.context import RuleContext, _TargetKind
+from graphbuild.analysis.context import DeclaredTarget, RuleContext, _TargetKind
 from graphbuild.errors import GraphbuildError, SpecError, raise_collected
 from graphbuild.graph import DiGraph
 from graphbuild.labels import Label
@@ -53,13 +53,7 @@ class Analyzer:
         self.locking = locking
         self.real_roots = (loader.workspace.root.resolve(), *(p.resolve() for p in linked_roots))
         self.real_dirs: dict[str, str] = {}
-        self._packages: list[str] | None = None
-
-    def workspace_packages(self) -> list[str]:
-        """Every package of the workspace, as `//...` finds them (listed once per analysis)."""
-        if self._packages is None:
-            self._packages = self.loader.workspace.packages_under("")
-        return list(self._packages)
+        self._declared: dict[str, tuple[DeclaredTarget, ...]] = {}
 
     def analyze(self, requested: list[Label]) -> Analysis:
         targets, graph = load_closure(self.loader, requested)
@@ -94,7 +88,7 @@ class Analyzer:
     def _analyze_target(self, target: Target, analysis: Analysis) -> None:
         ctx = RuleContext(target, analysis.providers, self.loader.workspace.root, self.digest_file,
                           locking=self.locking, real_roots=self.real_roots, real_dirs=self.real_dirs,
-                          workspace_packages=self.workspace_packages)
+                          declared=self.declared)
         try:
             returned = target.rule.implementation(ctx, target.attrs)
         except GraphbuildError:
@@ -113,6 +107,17 @@ class Analyzer:
         analysis.target_nodes[target.label] = [n.id for n in ctx.nodes]
         for node in ctx.nodes:
             analysis.nodes[node.id] = node
+
+
+    def declared(self, rule: str) -> tuple[DeclaredTarget, ...]:
+        """`RuleContext.workspace_targets`: the workspace's packages are loaded once per analysis
+        (together, as `//...` loads them), whichever target asks first."""
+        if rule not in self._declared:
+            packages = self.loader.packages_that_load(self.loader.workspace.packages_under(""))
+            found = [DeclaredTarget(t.label, t.attrs, t.location) for package in packages
+                     for t in package.targets.values() if t.rule.name == rule]
+            self._declared[rule] = tuple(sorted(found, key=lambda t: str(t.label)))
+        return self._declared[rule]
 
 
 def _check_output_names(analysis: Analysis) -> None:

@@ -44,11 +44,20 @@ def _label_as_text(value: Any) -> Any:
     return str(value) if isinstance(value, Label) else value
 
 
+@dataclass(frozen=True)
+class DeclaredTarget:
+    """A target declared somewhere in the workspace, as its BUILD.envs wrote it (not analysed)."""
+
+    label: Label
+    attrs: Attrs
+    location: Location
+
+
 class RuleContext:
     def __init__(self, target: Target, providers: Mapping[Label, Mapping[type, Provider]],
                  workspace_root: Path, digest_file: Callable[[Path], str], *, locking: bool = False,
                  real_roots: Sequence[Path] = (), real_dirs: dict[str, str] | None = None,
-                 workspace_packages: Callable[[], list[str]] | None = None):
+                 declared: Callable[[str], tuple[DeclaredTarget, ...]] | None = None):
         self.target = target
         #: True while `graphbuild lock` analyses: lock files may be missing or stale, since
         #: the lock nodes are about to rewrite them.
@@ -62,8 +71,8 @@ class RuleContext:
         self._real_roots = tuple(str(r).rstrip("/") for r in (real_roots or (workspace_root.resolve(),)))
         #: directory -> its real path, shared by one analysis (never across commands: links change)
         self._real_dirs = real_dirs if real_dirs is not None else {}
+        self._declared = declared
         self.nodes: list[Node] = []
-        self._workspace_packages = workspace_packages
 
     # -- what the target is ---------------------------------------------------------------
 
@@ -82,14 +91,6 @@ class RuleContext:
     @property
     def workspace_root(self) -> Path:
         return self._root
-
-    def workspace_packages(self) -> list[str]:
-        """Every package of the workspace (as `//...` finds them: ignored directories left
-        out), sorted; for a rule that looks across packages, e.g. at every environment's lock
-        (read what it needs through `file(..., within="workspace")`, so that it is keyed)."""
-        if self._workspace_packages is None:
-            return [self.package]
-        return self._workspace_packages()
 
     def attr_location(self, attr: str | None = None) -> Location:
         return self.target.attr_location(attr) if attr else self.target.location
@@ -118,6 +119,17 @@ class RuleContext:
     def _kind_of(self, label: Label) -> str:
         info = self._providers[label].get(_TargetKind)
         return info.rule if isinstance(info, _TargetKind) else "?"
+
+    def workspace_targets(self, rule: str) -> tuple[DeclaredTarget, ...]:
+        """Every target of rule `rule` declared in the workspace: in the packages `//...` names
+        (the directories graphbuild.toml ignores left out), sorted by label, this target among
+        them. A package whose BUILD.envs does not load is left out, not an error here (it is
+        one where that package is asked for). What they declare, not what they provide: no
+        dependency on them is made, and reading their files is up to the rule (`file(...,
+        within="workspace")`)."""
+        if self._declared is None:
+            return ()
+        return self._declared(rule)
 
     # -- files ------------------------------------------------------------------------------
 

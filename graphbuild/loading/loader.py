@@ -50,6 +50,8 @@ class Loader:
         self.builtin_rules = dict(rules)
         self._plugins: list[Plugin] | None = None
         self._packages: dict[str, Package] = {}
+        #: packages `packages_that_load` found broken (not evaluated again by it)
+        self._broken: set[str] = set()
         loading = workspace.settings.loading
         self._evaluator = Evaluator(workspace.root, BUILD_FILE,
                                     Limits(loading.max_steps, loading.timeout, loading.max_memory_mb),
@@ -85,6 +87,23 @@ class Loader:
             return os.path.lexists(self.workspace.build_file(name))
         except (OSError, ValueError):  # a name too long for the file system, say: no such package
             return False
+
+    def packages_that_load(self, names: list[str]) -> list[Package]:
+        """The packages among `names` whose BUILD.envs loads, evaluated together; one that does
+        not is left out (its error is reported wherever that package is asked for)."""
+        wanted = [name for name in names if name not in self._packages and self.has_package(name)]
+        if len(wanted) > 1:
+            self._evaluator.prefetch(wanted, list(self.rules))
+        found = []
+        for name in names:
+            if name not in self._packages and name not in self._broken and self.has_package(name):
+                try:
+                    self.package(name)
+                except GraphbuildError:
+                    self._broken.add(name)
+            if name in self._packages:
+                found.append(self._packages[name])
+        return found
 
     def target(self, label: Label, *, referenced_at: Location | None = None) -> Target:
         if not self.has_package(label.package):

@@ -8,7 +8,6 @@ platform, and the layer format; environments that lock a layer to the same wheel
 
 from __future__ import annotations
 
-import posixpath
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -19,6 +18,7 @@ from graphbuild.api import (
     Attrs,
     DefaultInfo,
     Field,
+    FileRef,
     LabelAttr,
     Located,
     Location,
@@ -34,7 +34,7 @@ from graphbuild.rules.oci.compress import compression_problem
 from graphbuild.rules.oci.container import DEFAULT_TEST_USER, Resources, check_user
 from graphbuild.rules.python import lockfile, platforms
 from graphbuild.rules.python.env_image import declare_image
-from graphbuild.rules.python.fork import CANDIDATE_SUFFIX, ForkableInfo, check_upgrade, inherit
+from graphbuild.rules.python.fork import ForkableInfo, check_upgrade, inherit
 from graphbuild.rules.python.layer_plan import DEFAULT_MAX_LAYERS, Package, Plan, plan_layers
 from graphbuild.rules.python.layers import (
     DEFAULT_PREFIX,
@@ -52,6 +52,7 @@ from graphbuild.rules.python.requirements import canonicalize_name, name_of
 from graphbuild.rules.python.sbom import SbomComponent
 from graphbuild.rules.python.wheels import wheel_from_git, wheel_from_sdist
 from graphbuild.rules.python.workload import WorkloadInfo, resources_data
+from graphbuild.rules.python.workspace_locks import EnvironmentLock, cached_plan, workspace_locks
 
 
 class EnvironmentAttrs(Attrs):
@@ -90,7 +91,7 @@ class EnvironmentAttrs(Attrs):
                                "requirement on pandas).")
     max_layers: int = Field(default=DEFAULT_MAX_LAYERS, ge=2, le=120, description="The most layers the image "
                             "has of its own (the base's not counted): packages are planned into at most this many "
-                            "layers, with the environment's other locks in its package (`graphbuild layers`).")
+                            "layers, planned with every environment of the workspace (`graphbuild layers`).")
     test_user: str = Field(default=DEFAULT_TEST_USER, description="Who the tests run as: UID:GID (default "
                            "65534:65534, nobody, no capabilities), or \"root\" for tests that need it (uid 0 with the "
                            "engine's default capabilities).")
@@ -182,9 +183,9 @@ def environment(ctx: RuleContext, attrs: EnvironmentAttrs) -> list[Provider]:
             f"pkg.{package}", executor=build_layer, outputs=LAYER_OUTPUTS, kind="python.package",
             inputs={**common, f"pkg:{package}": value}, unkeyed={"prefetch": prefetch},
             description=f"package {package} of {ctx.label}")
-    plan, planned_as = _plan(ctx, attrs, lock, name, libraries)
+    plan = _plan(ctx, attrs, lock, lock_file)
     layer_names = ["layer.venv"]
-    for planned in plan.of(planned_as):
+    for planned in plan.of(str(ctx.label)):
         layer_names.append(planned.name)
         layers.append(_layer_node(ctx, planned.name, list(planned.packages), package_nodes))
     runner_packages = next((g["packages"] for g in lock.layers if g["label"] == TEST_RUNNER_GROUP), [])
@@ -213,7 +214,7 @@ def environment(ctx: RuleContext, attrs: EnvironmentAttrs) -> list[Provider]:
         packages={n: {"version": p.get("version", ""), "sha256": _wheel_sha(p, attrs)}
                   for n, p in lock.packages.items()},
         closures=closures, installed=installed, wheels=wheels, library_deps=_library_deps(libraries, lock),
-        layer_plan=tuple(_describe(plan, planned_as, ctx.package, lock, package_nodes)), max_layers=attrs.max_layers,
+        layer_plan=tuple(_describe(plan, str(ctx.label), lock, package_nodes)), max_layers=attrs.max_layers,
     )
     if attrs.base is None:
         return [info, forkable, DefaultInfo()]
@@ -239,15 +240,11 @@ def _layer_node(ctx: RuleContext, name: str, packages: list[str], package_nodes:
                       inputs={"parts": parts}, description=f"layer {name} of {ctx.label} ({len(packages)} packages)")
 
 
-def _describe(plan: Plan, env: str, package: str, lock: lockfile.Lock,
-              package_nodes: dict[str, NodeHandle]) -> list[dict]:
-    """The plan of `env` as `graphbuild layers` shows it: environments of this package by their
-    name, others by label (`//team:dev`)."""
+def _describe(plan: Plan, env: str, lock: lockfile.Lock, package_nodes: dict[str, NodeHandle]) -> list[dict]:
+    """The plan of `env` (its label) as `graphbuild layers` shows it."""
     described = []
     for position, layer in enumerate(plan.of(env)):
         entry = layer.as_json()
-        entry["environments"] = [e.removeprefix(f"{package}:") if e.startswith(f"{package}:") else f"//{e}"
-                                 for e in entry["environments"]]
         entry["position"] = position + 1
         entry["packages"] = [{"name": p, "version": lock.packages[p].get("version", ""),
                               "node": package_nodes[p].id} for p in layer.packages]
@@ -256,53 +253,17 @@ def _describe(plan: Plan, env: str, package: str, lock: lockfile.Lock,
     return described
 
 
-#: Parsed locks by content digest, and plans by what they were made from: every environment
-#: of the workspace plans with every lock, so one analysis would otherwise parse each lock
-#: and make the same plan once per environment.
-_PARSED: dict[str, lockfile.Lock | None] = {}
-_PLANS: dict[tuple, Plan] = {}
+def _plan(ctx: RuleContext, attrs: EnvironmentAttrs, lock: lockfile.Lock, lock_file: FileRef) -> Plan:
+    """The layer plan of every environment of the workspace (this one with its lock as read;
+    see `workspace_locks.py` for which others, and why a broken one is left out)."""
+    own = EnvironmentLock(str(ctx.label), lock_file.path, lock_file.digest, lock, attrs.max_layers)
+    return cached_plan(workspace_locks(ctx, own), _make_plan)
 
 
-def plan_id(package: str, name: str) -> str:
-    """How the plan names an environment: its label without the `//` (`envs:prod`), so that a
-    layer shared by environments of several packages has one name in all of them."""
-    return f"{package}:{name}"
-
-
-def _plan(ctx: RuleContext, attrs: EnvironmentAttrs, lock: lockfile.Lock, name: str,
-          libraries: list[PyLibraryInfo]) -> tuple[Plan, str]:
-    """The layer plan of every environment of the workspace whose lock is found (this one with
-    its lock as read): `pylock.<name>.toml` beside a BUILD.envs, in every package that `//...`
-    finds, candidates of `graphbuild try` left out; and this environment's name in it. A lock
-    that does not parse is left out of the plan (its own environment reports it)."""
-    own = plan_id(ctx.package, ctx.label.name)
-    found: dict[str, tuple[str, lockfile.Lock, int]] = {own: (ctx.file(name).digest, lock, 1 + len(libraries))}
-    for package in ctx.workspace_packages():
-        directory = ctx.workspace_root / package
-        for path in sorted(directory.glob("pylock.*.toml")):
-            env = path.name.removeprefix("pylock.").removesuffix(".toml")
-            ident = plan_id(package, env)
-            # a candidate `graphbuild try` locked is not an environment of the workspace: left
-            # lying there, it must not reorder the layers of the one it forks
-            if not env or ident == own or env.endswith(CANDIDATE_SUFFIX):
-                continue
-            ref = ctx.file(posixpath.relpath(f"{package}/{path.name}".lstrip("/"), ctx.package or "."),
-                           within="workspace")
-            if ref.digest not in _PARSED:
-                try:
-                    _PARSED[ref.digest] = lockfile.parse(path.read_text())
-                except (lockfile.LockInvalid, OSError, UnicodeDecodeError):
-                    _PARSED[ref.digest] = None
-            other = _PARSED[ref.digest]
-            if other is not None:
-                found[ident] = (ref.digest, other, 1 + len(other.libraries))
-    made_from = (attrs.max_layers, tuple(sorted((i, d, r) for i, (d, _, r) in found.items())))
-    plan = _PLANS.get(made_from)
-    if plan is None:
-        plan = _PLANS[made_from] = plan_layers({i: planned_packages(lk) for i, (_, lk, _) in found.items()},
-                                               max_layers=attrs.max_layers,
-                                               reserved={i: r for i, (_, _, r) in found.items()})
-    return plan, own
+def _make_plan(locks: list[EnvironmentLock]) -> Plan:
+    return plan_layers({entry.label: planned_packages(entry.lock) for entry in locks},
+                       reserved={entry.label: entry.reserved for entry in locks},
+                       caps={entry.label: entry.max_layers for entry in locks})
 
 
 def planned_packages(lock: lockfile.Lock) -> dict[str, Package]:

@@ -1,7 +1,7 @@
 """Image layers planned across environments: which packages share a layer, in which order.
 
-Pure logic, no I/O: the environment rule feeds it the locks of every environment it plans
-with (see `environment.py`) and reads back its own environment's layers.
+Pure logic, no I/O: the environment rule feeds it the locks of every environment of the
+workspace, each by its label (see `workspace_locks.py`), and reads back its own layers.
 
 The plan, step by step:
 
@@ -30,6 +30,7 @@ change in other environments are at most the group layers that held the old vers
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -104,12 +105,14 @@ class _Group:
 
 
 def plan_layers(environments: Mapping[str, Mapping[str, Package]], *, max_layers: int = DEFAULT_MAX_LAYERS,
-                reserved: Mapping[str, int] | None = None) -> Plan:
-    """The plan for `environments` (name -> package name -> Package). `reserved`: layers each
-    environment's image has besides its packages' (the venv skeleton, libraries), counted
-    against the cap."""
+                reserved: Mapping[str, int] | None = None, caps: Mapping[str, int] | None = None) -> Plan:
+    """The plan for `environments` (id -> package name -> Package; an id is the environment's
+    label, or any name in tests). `reserved`: layers each environment's image has besides its
+    packages' (the venv skeleton, libraries), counted against its cap; `caps`: an
+    environment's own `max_layers` where it is not `max_layers`."""
     reserved = reserved or {}
-    budget = {env: max(1, max_layers - reserved.get(env, 0)) for env in environments}
+    caps = caps or {}
+    budget = {env: max(1, caps.get(env, max_layers) - reserved.get(env, 0)) for env in environments}
     holders: dict[str, set[str]] = {}
     found: dict[str, Package] = {}
     for env, packages in environments.items():
@@ -131,10 +134,11 @@ def plan_layers(environments: Mapping[str, Mapping[str, Package]], *, max_layers
     _fit(groups, budget)
     plan = Plan(max_layers=max_layers)
     layers_of: dict[str, list[PlannedLayer]] = {env: [] for env in environments}
+    names = _group_names([group.key for group in groups])
     for group in groups:
         if not group.users:
             continue
-        for layer in _split(group, len(environments)):
+        for layer in _split(group, len(environments), names[group.key]):
             for env in layer.environments:
                 layers_of[env].append(layer)
     for env, layers in layers_of.items():
@@ -195,7 +199,7 @@ def _detach(groups: list[_Group], env: str, mine: list[_Group]) -> _Group:
     return own
 
 
-def _split(group: _Group, total_envs: int) -> list[PlannedLayer]:
+def _split(group: _Group, total_envs: int, short: str) -> list[PlannedLayer]:
     environments = tuple(sorted(group.users))
     sharing = _sharing(group, total_envs)
     own_count = group.count if group.count >= len(group.packages) else group.count - 1
@@ -204,7 +208,7 @@ def _split(group: _Group, total_envs: int) -> list[PlannedLayer]:
         big = package.size is not None and package.size >= BIG_WHEEL
         why = ("a big wheel" if big else "named by a requirement" if package.direct else "room under the cap")
         layers.append(PlannedLayer(
-            name=f"pkg.{package.name}" + ("" if group.users == set(group.key) else f".{_short(group.key)}"),
+            name=f"pkg.{package.name}" + ("" if group.users == set(group.key) else f".{short}"),
             packages=(package.name,), idents=(package.ident,), environments=environments,
             reason=f"its own layer ({why}); in {sharing}", size=package.size, direct=package.direct))
     rest = group.packages[own_count:]
@@ -217,7 +221,7 @@ def _split(group: _Group, total_envs: int) -> list[PlannedLayer]:
                   f"packages {environments[0]} shares with others, taken into its own layer to stay under "
                   "max_layers")
         layers.append(PlannedLayer(
-            name=f"pkgs.{_short(group.key)}", packages=tuple(p.name for p in rest),
+            name=f"pkgs.{short}", packages=tuple(p.name for p in rest),
             idents=tuple(p.ident for p in rest), environments=environments, reason=reason,
             size=None if None in sizes else sum(s or 0 for s in sizes), direct=any(p.direct for p in rest)))
     return layers
@@ -232,10 +236,32 @@ def _sharing(group: _Group, total_envs: int) -> str:
     return f"{count} environments ({', '.join(sorted(group.users))})"
 
 
-def _short(key: tuple[str, ...]) -> str:
-    """A readable, stable name for a set of environments."""
-    if len(key) <= 2:
-        return "+".join(key)
-    import hashlib
+#: A group named by its environments is named so only up to this many characters.
+_READABLE_NAME = 80
 
-    return f"{len(key)}envs-{hashlib.sha256(chr(0).join(key).encode()).hexdigest()[:8]}"
+
+def _group_names(keys: list[tuple[str, ...]]) -> dict[tuple[str, ...], str]:
+    """A readable, stable, distinct name for each set of environments (a layer's name is part
+    of its node's name and of the image's config): `dev+prod` for one or two, else a count and
+    a digest of the set; a readable name two sets would share is replaced by the digest form."""
+    readable = {key: "+".join(_tag(env) for env in key) for key in keys}
+    taken: dict[str, int] = {}
+    for name in readable.values():
+        taken[name] = taken.get(name, 0) + 1
+    names = {}
+    for key, name in readable.items():
+        if len(key) <= 2 and len(name) <= _READABLE_NAME and taken[name] == 1:
+            names[key] = name
+        else:
+            digest = hashlib.sha256(chr(0).join(key).encode()).hexdigest()[:8]
+            names[key] = f"{len(key)}envs-{digest}"
+    return names
+
+
+def _tag(env: str) -> str:
+    """An environment's id as a name part: the label `//team/ml:prod` is `team.ml.prod`, `//:ci`
+    is `ci` (`//a:b.c` and `//a.b:c` give the same tag: `_group_names` then uses its digest form)."""
+    if not env.startswith("//"):
+        return env
+    package, _, name = env[2:].partition(":")
+    return f"{package.replace('/', '.')}.{name}" if package else name

@@ -27,7 +27,7 @@ def layers_text(document: dict[str, Any]) -> str:
     for layer in document["layers"]:
         size = f", wheels {layer['wheel_size'] / 1e6:.1f} MB" if layer.get("wheel_size") is not None else ""
         envs = layer["environments"]
-        shared = "only this environment" if len(envs) == 1 else f"shared by {len(envs)}: {', '.join(envs)}"
+        shared = "only this environment" if len(envs) == 1 else f"shared by {len(envs)}: {_some(envs)}"
         chain = "" if layer["chain_shared"] else " (the layers under it differ between those images)"
         lines.append(f"{layer['position']:3d}. {layer['name']}  [{shared}{size}]{chain}")
         packages = ", ".join(f"{p['name']} {p['version']}" for p in layer["packages"])
@@ -35,6 +35,16 @@ def layers_text(document: dict[str, Any]) -> str:
         lines.append(f"       why: {layer['why']}")
     lines.append("     also: " + "; ".join(document["other_layers"]))
     return "\n".join(lines)
+
+
+#: Environments named on a layer's line of the text report (`--json` lists them all).
+_NAMED = 6
+
+
+def _some(environments: list[str]) -> str:
+    if len(environments) <= _NAMED:
+        return ", ".join(environments)
+    return ", ".join(environments[: _NAMED - 1]) + f" and {len(environments) - _NAMED + 1} more (--json lists them)"
 
 
 def run_layers(ctx: Any, args: Any) -> Any:

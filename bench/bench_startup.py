@@ -5,7 +5,8 @@
 Runs, interleaved round by round (the machine's load hits every command alike), a bare
 `python -c pass` and `graphbuild --help`, `--version`, `help build`, `completion bash` and
 `completion --labels` (the console script of this interpreter's environment, run from DIR,
-default: this repository, a workspace), and prints each command's median wall time and its
+default: this repository, a workspace), `query` (loading) and `graph` (loading and analysis)
+of //envs:prod, and prints each command's median wall time and its
 ratio to the bare interpreter's median. The goal: --help, --version and completion within 3x.
 """
 
@@ -38,10 +39,15 @@ def main() -> int:
         "graphbuild help build": [str(script), "help", "build"],
         "graphbuild completion bash": [str(script), "completion", "bash"],
         "graphbuild completion --labels": [str(script), "completion", "--labels"],
+        # loading, and loading + analysis: what every build pays before its first node
+        "graphbuild query deps(//envs:prod)": [str(script), "query", "deps(//envs:prod)"],
+        "graphbuild graph //envs:prod": [str(script), "graph", "//envs:prod", "--json"],
     }
     if args.baseline:
         commands["baseline --help"] = [args.baseline, "--help"]
         commands["baseline --version"] = [args.baseline, "--version"]
+        commands["baseline query deps(//envs:prod)"] = [args.baseline, "query", "deps(//envs:prod)"]
+        commands["baseline graph //envs:prod"] = [args.baseline, "graph", "//envs:prod", "--json"]
     times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(args.runs):
         for name, argv in commands.items():

@@ -209,13 +209,13 @@ environment(name = "exp", layers = [":extra"], python = "{PY}", max_layers = 4)
     ok(ws.gb("lock", "//envs:prod", "//team:exp"))
     plan = {p["name"]: layer for layer in ok(ws.gb("layers", "//team:exp", "--json")).json["layers"]
             for p in layer["packages"]}
-    assert plan["six"]["environments"] == ["//envs:prod", "exp"]
-    assert plan["idna"]["environments"] == ["exp"]
+    assert plan["six"]["environments"] == ["//envs:prod", "//team:exp"]  # by label, wherever they are
+    assert plan["idna"]["environments"] == ["//team:exp"]
     shared = plan["six"]["name"]
     assert set(p["name"] for p in plan["six"]["packages"]) == {"six", "attrs"}
     prod_plan = ok(ws.gb("layers", PROD, "--json")).json["layers"]
     assert [layer["name"] for layer in prod_plan] == [shared, "pkg.iniconfig"]  # most shared first
-    assert prod_plan[0]["environments"] == ["prod", "//team:exp"]
+    assert prod_plan[0]["environments"] == ["//envs:prod", "//team:exp"]
     built = build_nodes(ok(ws.gb("build", PROD, "//team:exp", "--json")))
     here, there = built[f"{PROD}#layer.{shared}"], built[f"//team:exp#layer.{shared}"]
     assert here["key"] == there["key"] and here["outputs"] == there["outputs"]

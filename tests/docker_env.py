@@ -181,6 +181,19 @@ def link_base(ws: TestWorkspace) -> None:
     place_file(Path(os.environ["GRAPHBUILD_BASE_TARBALL"]), ws.root / ".bases" / "base.tar")
 
 
+def copy_example(root: Path) -> None:
+    """The repository's example workspace (graphbuild.toml, envs, libs, the git repository the
+    research environment follows, the base tarballs hard-linked) copied to a new `root`."""
+    subprocess.run(["bash", str(EXAMPLE_REPOS)], check=True, capture_output=True, text=True)
+    root.mkdir(parents=True)
+    shutil.copy2(REPO_ROOT / "graphbuild.toml", root / "graphbuild.toml")
+    ignore = shutil.ignore_patterns("__pycache__", "graphbuild-out", "*.egg-info")
+    for name in ("envs", "libs", ".repos"):
+        shutil.copytree(REPO_ROOT / name, root / name, symlinks=True, ignore=ignore)
+    for tarball in (REPO_ROOT / ".bases").iterdir():  # hard links (or copies): never symlinks out
+        place_file(tarball.resolve(), root / ".bases" / tarball.name)
+
+
 def place_file(source: Path, dest: Path) -> None:
     """`dest` holds `source`'s bytes, without a symlink: a hard link, or a copy across file systems."""
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from docker_env import EXAMPLE_REPOS, REPO_ROOT, place_file
+from docker_env import copy_example
 
 if TYPE_CHECKING:
     from conftest import TestWorkspace
@@ -118,16 +118,9 @@ class Example:
 def example(tmp_path_factory: pytest.TempPathFactory, registry: str) -> Iterator[tuple[Example, dict]]:
     from conftest import TestWorkspace
 
-    subprocess.run(["bash", str(EXAMPLE_REPOS)], check=True, capture_output=True, text=True)
     top = tmp_path_factory.mktemp("matrix")
     root = top / "example"
-    root.mkdir()
-    shutil.copy2(REPO_ROOT / "graphbuild.toml", root / "graphbuild.toml")
-    ignore = shutil.ignore_patterns("__pycache__", "graphbuild-out", "*.egg-info")
-    for name in ("envs", "libs", ".repos"):
-        shutil.copytree(REPO_ROOT / name, root / name, symlinks=True, ignore=ignore)
-    for tarball in (REPO_ROOT / ".bases").iterdir():
-        place_file(tarball.resolve(), root / ".bases" / tarball.name)
+    copy_example(root)
     # files the workspace root's .gitignore keeps out of every library
     (root / ".gitignore").write_text("*.scratch\n")
     # a workspace plugin and a target using it, for the plugin mutations

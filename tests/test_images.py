@@ -21,9 +21,8 @@ from typing import TYPE_CHECKING
 import pytest
 from docker_env import (
     BASE,
-    EXAMPLE_REPOS,
-    REPO_ROOT,
     blob_sizes,
+    copy_example,
     image_digest,
     image_tags,
     link_base,
@@ -31,7 +30,6 @@ from docker_env import (
     manifest_digest,
     nodes,
     ok,
-    place_file,
     registry,
     tags,
     unique_repository,
@@ -127,15 +125,8 @@ def pushed(tmp_path_factory):
 
 
 def test_example_workspace_runs_end_to_end_and_the_pushed_image_works(tmp_path):
-    subprocess.run(["bash", str(EXAMPLE_REPOS)], check=True, capture_output=True, text=True)
     root = tmp_path / "example"
-    root.mkdir()
-    shutil.copy2(REPO_ROOT / "graphbuild.toml", root / "graphbuild.toml")
-    ignore = shutil.ignore_patterns("__pycache__", "graphbuild-out", "*.egg-info")
-    for name in ("envs", "libs", ".repos"):
-        shutil.copytree(REPO_ROOT / name, root / name, symlinks=True, ignore=ignore)
-    for tarball in (REPO_ROOT / ".bases").iterdir():  # hard links (or copies): never symlinks out
-        place_file(tarball.resolve(), root / ".bases" / tarball.name)
+    copy_example(root)
     prefix = unique_repository("gbexample")
     build = root / "envs" / "BUILD.envs"
     text = build.read_text()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -14,7 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from docker_env import EXAMPLE_REPOS, REPO_ROOT, ok, place_file, registry
+from docker_env import REPO_ROOT, copy_example, ok, registry
 from packaging.pylock import Pylock
 from packaging.utils import canonicalize_name
 
@@ -96,15 +95,8 @@ def _venv_distributions(root: Path, lock: Path, *extra: str) -> set[tuple[str, s
 def test_uv_installs_from_every_example_lock_exactly_what_its_image_ships(tmp_path):
     import docker
 
-    subprocess.run(["bash", str(EXAMPLE_REPOS)], check=True, capture_output=True, text=True)
     root = tmp_path / "example"
-    root.mkdir()
-    shutil.copy2(REPO_ROOT / "graphbuild.toml", root / "graphbuild.toml")
-    ignore = shutil.ignore_patterns("__pycache__", "graphbuild-out", "*.egg-info")
-    for name in ("envs", "libs", ".repos"):
-        shutil.copytree(REPO_ROOT / name, root / name, symlinks=True, ignore=ignore)
-    for tarball in (REPO_ROOT / ".bases").iterdir():
-        place_file(tarball.resolve(), root / ".bases" / tarball.name)
+    copy_example(root)
     prefix = f"gblock-{uuid.uuid4().hex[:10]}"
     build = root / "envs/BUILD.envs"
     build.write_text(build.read_text().replace('"graphbuild-examples/', f'"{prefix}/'))

@@ -9,11 +9,10 @@ import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from docker_env import EXAMPLE_REPOS, REPO_ROOT, place_file
+from docker_env import copy_example
 
 if TYPE_CHECKING:
     from conftest import Result, TestWorkspace
@@ -25,17 +24,6 @@ TEXTSTATS, FEATURIZE = "//libs/textstats:textstats", "//libs/featurize:featurize
 JOBCONFIG, CLASSIFY = "//libs/jobconfig:jobconfig", "//libs/classify:classify"
 LEGACYCONF, TYPEDROWS = "//libs/legacyconf:legacyconf", "//libs/typedrows:typedrows"
 RESEARCH_TOOLS = "//envs:research_tools"
-
-
-def copy_example(root: Path) -> None:
-    subprocess.run(["bash", str(EXAMPLE_REPOS)], check=True, capture_output=True, text=True)
-    root.mkdir(parents=True)
-    shutil.copy2(REPO_ROOT / "graphbuild.toml", root / "graphbuild.toml")
-    ignore = shutil.ignore_patterns("__pycache__", "graphbuild-out", "*.egg-info")
-    for name in ("envs", "libs", ".repos"):
-        shutil.copytree(REPO_ROOT / name, root / name, symlinks=True, ignore=ignore)
-    for tarball in (REPO_ROOT / ".bases").iterdir():
-        place_file(tarball.resolve(), root / ".bases" / tarball.name)
 
 
 @pytest.fixture(scope="module")

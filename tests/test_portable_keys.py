@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import shutil
 import subprocess
 import tempfile
 import uuid
@@ -28,7 +27,7 @@ from typing import Any
 import pytest
 from conftest import Result
 from conftest import TestWorkspace as Workspace  # (not collected as a test class)
-from docker_env import EXAMPLE_REPOS, REPO_ROOT, place_file
+from docker_env import copy_example
 
 from graphbuild.cache.signing import SigningKey
 
@@ -78,13 +77,7 @@ def checkout(top: Path, path: str, prefix: str, *, when: str, rename: bool = Fal
     """The example (its push destinations under `prefix`) at `top/path`, a git repository whose
     one commit is dated `when`: another checkout has another HEAD."""
     root = top / path
-    root.mkdir(parents=True)
-    shutil.copy2(REPO_ROOT / "graphbuild.toml", root / "graphbuild.toml")
-    ignore = shutil.ignore_patterns("__pycache__", "graphbuild-out", "*.egg-info")
-    for name in ("envs", "libs", ".repos"):
-        shutil.copytree(REPO_ROOT / name, root / name, symlinks=True, ignore=ignore)
-    for tarball in (REPO_ROOT / ".bases").iterdir():
-        place_file(tarball.resolve(), root / ".bases" / tarball.name)
+    copy_example(root)
     build = root / "envs/BUILD.envs"
     text = build.read_text().replace('push = "graphbuild-examples/', f'push = "{prefix}/')
     if rename:
@@ -104,7 +97,6 @@ def checkout(top: Path, path: str, prefix: str, *, when: str, rename: bool = Fal
 
 @pytest.fixture(scope="module")
 def machines(tmp_path_factory: pytest.TempPathFactory, registry: str) -> Iterator[dict[str, Machine]]:
-    subprocess.run(["bash", str(EXAMPLE_REPOS)], check=True, capture_output=True, text=True)
     top = tmp_path_factory.mktemp("portable")
     prefix = f"gbportable-{uuid.uuid4().hex[:12]}"
     remote = f"oci://{registry}/{prefix}/cache"

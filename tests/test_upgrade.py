@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from test_matrix import LEGACYCONF, PROD, copy_example
+from docker_env import copy_example
+from test_matrix import LEGACYCONF, PROD
 
 if TYPE_CHECKING:
     from conftest import TestWorkspace

@@ -114,6 +114,16 @@ def test_affected_reports_the_other_package_only_when_the_plan_moves_its_layers(
     moved = {n.split("#", 1)[1] for n in report["nodes"] if n.startswith(f"{A}#")}
     assert moved and all(name.startswith(("layer.", "pkg.")) for name in moved), moved
     assert not any(name.startswith("pkg.") for name in moved)  # no package of A is reinstalled
+    assert report["warnings"] == []
+
+    # a spec changed and not locked yet: a coarser answer (by target), said beside it, not in it
+    ws.write("team_b/BUILD.envs", (ws.root / "team_b/BUILD.envs").read_text().replace("six==1.17.0", "six==1.15.0"))
+    stale = ws.gb("affected", "--since", "HEAD")
+    assert stale.exit_code == 0, stale.stderr
+    assert "warning: some lock files are out of date" in stale.stderr and "graphbuild lock" in stale.stderr
+    assert "warning" not in stale.stdout and B in stale.stdout.split()
+    as_json = ok(ws.gb("affected", "--since", "HEAD", "--json")).json
+    assert as_json["warnings"] and "out of date" in as_json["warnings"][0]
 
 
 @pytest.mark.docker

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,13 @@ class AffectedReport:
     since: str
     targets: tuple[Label, ...]
     nodes: tuple[str, ...]
+    #: said beside the answer (stderr, `warnings` in --json): e.g. that it is coarser than usual
+    warnings: tuple[str, ...] = ()
     exit_code: int = EXIT_OK
+
+
+STALE_LOCKS = ("some lock files are out of date; comparing specs and sources (run 'graphbuild lock' for a "
+               "node-precise answer)")
 
 
 def affected(session: Session, patterns: list[str], since: str) -> AffectedReport:
@@ -47,8 +52,6 @@ def affected(session: Session, patterns: list[str], since: str) -> AffectedRepor
         # compared without locks (specs, sources), and let changes flow up the target graph.
         current = session.analyze(current_labels, locking=True)
         locking = True
-        sys.stderr.write("warning: some lock files are out of date; comparing specs and sources (run "
-                         "'graphbuild lock' for a node-precise answer)\n")
     with _checkout(session.workspace.root, since) as old_root:
         old_loader: Loader | None = None
         try:
@@ -73,7 +76,8 @@ def affected(session: Session, patterns: list[str], since: str) -> AffectedRepor
                   if ({str(lab)} | graph.descendants(str(lab))) & touched]
     else:
         labels = [lab for lab in current_labels if _needs(current, lab) & changed]
-    return AffectedReport(since, tuple(labels), tuple(sorted(changed)))
+    warnings = (STALE_LOCKS,) if locking else ()
+    return AffectedReport(since, tuple(labels), tuple(sorted(changed)), warnings)
 
 
 def _needs(analysis: Analysis, label: Label) -> set[str]:

@@ -196,3 +196,17 @@ def test_a_failing_build_reports_in_json_with_exit_code_1(cli_ws):
     assert result.json["summary"]["failed"] == 1
     assert result.statuses() == {"//other:lone#gen": "failed"}
     assert "exited with 7" in result.json["nodes"][0]["message"]
+
+
+def test_main_leaves_the_garbage_collector_of_its_caller_alone(capsys):
+    """The command's process tunes the collector (graphbuild.cli.run); a caller of main() (tests,
+    a tool embedding graphbuild) keeps its own settings and frees what each call allocated."""
+    import gc
+
+    from graphbuild.cli.main import main
+
+    threshold, frozen = gc.get_threshold(), gc.get_freeze_count()
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (threshold, frozen)
+    assert "usage" in capsys.readouterr().out

@@ -21,6 +21,13 @@ def run() -> None:
         labels = scan_labels(".")
         sys.stdout.write("".join(f"{label}\n" for label in labels))
         sys.exit(0)
+    # A command allocates a great many small, long-lived objects (targets, nodes, keys) and
+    # makes few cycles: collecting less often is ~15 % of a no-op build's time. Set here, for
+    # the process the command owns, not in main(), which tests and other callers run in theirs.
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     from graphbuild.cli.main import main
 
     sys.exit(main())

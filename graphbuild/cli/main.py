@@ -6,7 +6,6 @@ verb's machinery (the loader, analysis, pydantic) is imported only once it runs.
 
 from __future__ import annotations
 
-import gc
 import sys
 
 from graphbuild.cli.parser import command_after_dashes, make_parser, plugin_start
@@ -15,10 +14,6 @@ from graphbuild.verbs import Verb
 
 
 def main(argv: list[str] | None = None) -> int:
-    # A command allocates a great many small, long-lived objects (targets, nodes, keys) and
-    # makes few cycles: collecting less often is ~15 % of a no-op build's time.
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         from graphbuild.cli.registry import all_verbs

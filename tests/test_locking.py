@@ -97,7 +97,7 @@ def test_comment_and_blank_lines_anywhere_in_build_envs_affect_nothing(example):
          '        # inside a requirement list\n\n        "requests>=2.31",\n')
     edit(example, "envs/BUILD.envs", '    libraries = ["//libs/textstats", "//libs/featurize", ":research_tools"],',
          '\n    libraries = ["//libs/textstats", "//libs/featurize", ":research_tools"],  # why')
-    assert affected(example) == {"command": "affected", "since": "HEAD", "targets": [], "nodes": [],
+    assert affected(example) == {"command": "affected", "since": "HEAD", "targets": [], "nodes": [], "warnings": [],
                                 "exit_code": 0}
     analysis, after = analysed(example)
     # every node, the lock nodes included (affected looks at them too), has the same key

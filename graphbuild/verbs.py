@@ -13,6 +13,11 @@ Where verbs come from (see `graphbuild.cli.registry`):
 * a workspace: Python files named in graphbuild.toml, `[plugins] verbs = ["tools/verbs.py"]`,
   each defining a list `VERBS`.
 
+Besides verbs, an engine command may need a piece only a rule package knows how to do (pin an
+image reference, find candidate upgrades): the engine asks for it by a name of `HOOKS` below,
+and a rule package's verbs module offers it in its own `HOOKS` (name -> "module:function"),
+gathered by `graphbuild.rules.verbs.HOOKS`. The engine never names a rule module.
+
 `run(ctx, args)` receives a `VerbContext` (the workspace, its targets, analysis, execution of
 targets or of any nodes, the cache's blobs, the reporter) and the parsed arguments, and returns
 a `Report`; the CLI prints it as text, or as one JSON document with `--json`. Bad usage is a
@@ -109,10 +114,22 @@ class Verb(_Frozen):
     def runner(self) -> Run:
         if callable(self.run):
             return self.run
-        if not isinstance(self.run, str) or ":" not in self.run:
-            raise TypeError(f"verb {self.name!r}: run must be a callable or 'module:function', not {self.run!r}")
-        module, _, attr = self.run.partition(":")
-        return getattr(importlib.import_module(module), attr)
+        return imported(self.run, f"verb {self.name!r}: run")
+
+
+#: What engine commands ask rule packages for, by name, and what each must be.
+HOOKS = {
+    "ci.upgrades": "`ci gitlab --upgrades`: run(ctx, args) -> Report, the scheduled pipeline trying upgrades",
+    "ci.pin_job_image": "`ci gitlab --job-image`: (reference text) -> the reference pinned to its digest",
+}
+
+
+def imported(ref: object, what: str) -> Any:
+    """The object a `"package.module:name"` reference names, imported now."""
+    if not isinstance(ref, str) or ":" not in ref:
+        raise TypeError(f"{what} must be a callable or 'module:function', not {ref!r}")
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 class VerbContext(Protocol):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 VERBS_PLUGIN = '''
 from graphbuild.api import Report, UsageError, Verb
 
@@ -112,3 +114,26 @@ def test_declaring_verbs_imports_nothing_heavy():
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_every_hook_the_engine_asks_for_is_offered_by_a_rule_package_and_named_nowhere_else():
+    """The engine asks rule packages for what only they know (pin an image reference, the
+    upgrades pipeline) by hook name; which module does it is the rule package's to say."""
+    import ast
+    from pathlib import Path
+
+    import graphbuild
+    from graphbuild.cli.registry import rule_hook
+    from graphbuild.rules.verbs import HOOKS as OFFERED
+    from graphbuild.verbs import HOOKS
+
+    assert set(OFFERED) == set(HOOKS)
+    for name in HOOKS:
+        assert callable(rule_hook(name)), name
+    with pytest.raises(LookupError):
+        rule_hook("no.such.hook")
+    engine = Path(graphbuild.__file__).parent
+    for path in sorted(engine.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and ":" in node.value:
+                assert not node.value.startswith("graphbuild.rules."), (path, node.value)

@@ -37,15 +37,16 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(ctx: Any, args: argparse.Namespace) -> Any:
-    if args.upgrades:  # the Python rules' pipeline (candidate upgrades are theirs to find)
-        from graphbuild.verbs import Verb
+    from graphbuild.cli.registry import rule_hook
 
-        return Verb("ci", "", run=UPGRADES).runner()(ctx, args)
+    if args.upgrades:  # candidate upgrades are the Python rules' to find
+        return rule_hook("ci.upgrades")(ctx, args)
     from graphbuild.operations.pipeline import gitlab
     from graphbuild.reporting.pipeline import rendered
 
-    return rendered(gitlab(ctx.session, args))
+    # reading image references is the OCI rules' business
+    pin = rule_hook("ci.pin_job_image") if args.job_image else None
+    return rendered(gitlab(ctx.session, args, pin_job_image=pin))
 
 
-UPGRADES = "graphbuild.rules.python.workload_verbs:run_upgrades_pipeline"
 VERBS = [Verb("ci", "generate CI pipelines", _configure, run)]

@@ -6,8 +6,10 @@ Declarations only (see `graphbuild.verbs`): nothing heavier than argparse is imp
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from graphbuild.verbs import Verb, collect
+from graphbuild.verbs import HOOKS as HOOKS_KNOWN
+from graphbuild.verbs import Verb, collect, imported
 
 
 def engine_verbs() -> list[Verb]:
@@ -20,6 +22,15 @@ def rule_verbs() -> list[Verb]:
     from graphbuild.rules.verbs import VERBS
 
     return list(VERBS)
+
+
+def rule_hook(name: str) -> Any:
+    """The function a built-in rule package offers for hook `name` (`graphbuild.verbs.HOOKS`)."""
+    from graphbuild.rules.verbs import HOOKS
+
+    if name not in HOOKS_KNOWN or name not in HOOKS:
+        raise LookupError(f"no rule package offers hook {name!r}")
+    return imported(HOOKS[name], f"hook {name!r}")
 
 
 def all_verbs(start: Path | None) -> list[Verb]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -68,8 +69,6 @@ ENGINES: dict[str, dict[str, Any]] = {
 #: before each job with an engine service: wait (up to a minute) until the engine answers
 WAIT_FOR_ENGINE = ('for i in $(seq 60); do python -c "import docker; docker.from_env().ping()" 2>/dev/null && break; '
                    'sleep 1; done')
-#: pins a job image's tag to its digest: reading image references is the OCI rules' business
-PIN_JOB_IMAGE = "graphbuild.rules.oci.pinning:pinned_job_image"
 
 
 def _job_rules() -> list[dict[str, Any]]:
@@ -84,17 +83,20 @@ class PipelineReport:
     exit_code: int = EXIT_OK
 
 
-def gitlab(session: Session, args: argparse.Namespace) -> PipelineReport:
+def gitlab(session: Session, args: argparse.Namespace, *,
+           pin_job_image: Callable[[str], str] | None = None) -> PipelineReport:
+    """`pin_job_image`: the job image's reference pinned to its digest (needed with --job-image)."""
     if args.affected_since:
         from graphbuild.operations.affected import affected
 
         labels = list(affected(session, args.targets, args.affected_since).targets)
     else:
         labels = session.labels(args.targets)
-    return PipelineReport(gitlab_pipeline(session, labels, args))
+    return PipelineReport(gitlab_pipeline(session, labels, args, pin_job_image))
 
 
-def gitlab_pipeline(session: Session, labels: list[Label], args: argparse.Namespace) -> dict[str, Any]:
+def gitlab_pipeline(session: Session, labels: list[Label], args: argparse.Namespace,
+                    pin_job_image: Callable[[str], str] | None = None) -> dict[str, Any]:
     gb = args.graphbuild
     remote = session.remote_url
     engine_name = args.docker_engine or ("dind" if args.job_image else None)
@@ -103,7 +105,9 @@ def gitlab_pipeline(session: Session, labels: list[Label], args: argparse.Namesp
     variables.update(engine["variables"])
     default: dict[str, Any] = {}
     if args.job_image:
-        default["image"] = _pinned(args.job_image)
+        if pin_job_image is None:
+            raise TypeError("--job-image needs pin_job_image")
+        default["image"] = pin_job_image(args.job_image)
     if engine["service"]:
         default["services"] = [{"name": args.dind_image, "alias": "docker"}]
     before = ([WAIT_FOR_ENGINE] if engine["service"] and args.job_image else []) + list(args.before_script)
@@ -150,13 +154,6 @@ def gitlab_pipeline(session: Session, labels: list[Label], args: argparse.Namesp
             "rules": [{"if": FORK_MERGE_REQUEST, "when": "never"}, {"when": "on_success"}],
         }
     return pipeline
-
-
-def _pinned(text: str) -> str:
-    import importlib
-
-    module, _, name = PIN_JOB_IMAGE.partition(":")
-    return getattr(importlib.import_module(module), name)(text)
 
 
 def _nearest_with_jobs(graph: DiGraph, label: Label, job_of: dict[Label, str]) -> set[Label]:

@@ -13,3 +13,5 @@ from __future__ import annotations
 from graphbuild.api import Verb
 
 VERBS: list[Verb] = []
+#: what the engine may ask this package for (`graphbuild.verbs.HOOKS`)
+HOOKS = {"ci.pin_job_image": "graphbuild.rules.oci.pinning:pinned_job_image"}

@@ -71,6 +71,9 @@ def _configure_layers(parser: argparse.ArgumentParser) -> None:
 
 
 
+#: what the engine may ask this package for (`graphbuild.verbs.HOOKS`)
+HOOKS = {"ci.upgrades": "graphbuild.rules.python.workload_verbs:run_upgrades_pipeline"}
+
 VERBS: list[Verb] = [
     Verb("matrix", _MATRIX, _configure_matrix, run="graphbuild.rules.python.matrix_verbs:run_matrix",
          description=_MATRIX + ". A library an environment does not list is decided from the environment's lock, "

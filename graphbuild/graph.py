@@ -1,8 +1,8 @@
 """The directed graphs of loading and analysis: targets and their dependencies, nodes and theirs.
 
 A small graph of our own rather than networkx's: every command builds these graphs, and
-importing networkx cost 0.13 s of each command's start (a third of a no-op build's), for the
-four things needed here (edges with attributes, neighbours both ways, a topological order and
+importing networkx cost 0.13 s of each command's start (README: "Why graphbuild/graph.py"),
+for the four things needed here (edges with attributes, neighbours both ways, a topological order and
 a cycle). Where a command needs more (`graphbuild why --graph`'s transitive reduction), it
 imports networkx itself. Orders follow insertion: the same loading gives the same order.
 """
@@ -105,13 +105,11 @@ class DiGraph:
             node = next(p for p in self._in[node] if p in left)
         walked = list(path)[path[node]:]  # node -> its predecessor -> ...: the cycle reversed
         ring = list(reversed(walked))
-        first = min(range(len(ring)), key=lambda i: self._position(ring[i]))  # from the earliest node
+        position = {n: i for i, n in enumerate(self.nodes)}
+        first = min(range(len(ring)), key=lambda i: position[ring[i]])  # from the earliest node
         ring = ring[first:] + ring[:first]
         return [(ring[i], ring[(i + 1) % len(ring)]) for i in range(len(ring))]
 
-
-    def _position(self, node: Any) -> int:
-        return next(i for i, n in enumerate(self.nodes) if n == node)
 
 
 class GraphCycle(ValueError):
